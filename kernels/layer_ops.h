@@ -1,0 +1,76 @@
+// The per-token ops of a llama-family layer, each with a plain argument struct. Shape legend:
+// T tokens, C channels, H query heads, Hkv key/value heads, D head dim, F feed-forward width,
+// S cached positions, V vocab rows.
+#ifndef ANVIL_KERNELS_LAYER_OPS_H_
+#define ANVIL_KERNELS_LAYER_OPS_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/backend.h"
+#include "kernels/dtype.h"
+
+namespace anvil {
+
+// y = x / sqrt(mean(x^2) + eps) * w, per row; the sum of squares is accumulated in double
+// (as ggml does) and the normalized value is rounded to float before the weight multiply.
+struct RmsNormArgs {
+  const float* x = nullptr;  // [T][C]
+  const float* w = nullptr;  // [C]
+  float* y = nullptr;        // [T][C]; may alias x
+  int64_t t = 0, c = 0;
+  float eps = 1e-5f;
+};
+absl::Status RmsNorm(const ExecContext& ctx, const RmsNormArgs& args);
+
+// Rotary embedding in place, llama.cpp's NORM mode (adjacent pairs (2i, 2i+1)) or NEOX mode
+// (pairs (i, i + n_rot/2)). theta_i = pos * freq_base^(-2i/n_rot), computed iteratively in
+// float as ggml does.
+struct RopeArgs {
+  float* x = nullptr;          // [T][H][D]
+  const int32_t* pos = nullptr;  // [T]
+  int64_t t = 0, h = 0, d = 0;
+  int64_t n_rot = 0;           // rotated dims (<= D, even)
+  float freq_base = 10000.0f;
+  bool neox = false;
+};
+absl::Status Rope(const ExecContext& ctx, const RopeArgs& args);
+
+// Causal grouped-query attention of T new queries against S = past + T cached keys/values:
+// query t (at absolute position past + t) sees cache rows 0..past+t. softmax in float with
+// max subtraction; query head h uses kv head h / (H / Hkv).
+struct AttentionArgs {
+  const float* q = nullptr;  // [T][H][D]
+  const float* k = nullptr;  // [S][Hkv][D] (the cache; rows past past+T are ignored)
+  const float* v = nullptr;  // [S][Hkv][D]
+  float* out = nullptr;      // [T][H][D]
+  int64_t t = 0, past = 0, h = 0, h_kv = 0, d = 0;
+  float scale = 1.0f;        // usually 1/sqrt(D)
+};
+absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args);
+
+// out = silu(gate) * up, elementwise.
+struct SwiGluArgs {
+  const float* gate = nullptr;  // [T][F]
+  const float* up = nullptr;    // [T][F]
+  float* out = nullptr;         // [T][F]; may alias gate
+  int64_t n = 0;                // T*F
+};
+absl::Status SwiGlu(const ExecContext& ctx, const SwiGluArgs& args);
+
+// y += x, elementwise.
+absl::Status AddInPlace(const ExecContext& ctx, float* y, const float* x, int64_t n);
+
+// Embedding lookup: rows `ids` of a [V][C] table in any DType, dequantized.
+struct GetRowsArgs {
+  DType type = DType::kF32;
+  const void* table = nullptr;  // [V][C]
+  const int32_t* ids = nullptr; // [T]
+  float* out = nullptr;         // [T][C]
+  int64_t t = 0, v = 0, c = 0;
+};
+absl::Status GetRows(const ExecContext& ctx, const GetRowsArgs& args);
+
+}  // namespace anvil
+
+#endif  // ANVIL_KERNELS_LAYER_OPS_H_

@@ -1,0 +1,26 @@
+// The reference backend: plain single-threaded loops that define each op's result. Every
+// faster backend is tested against these.
+#ifndef ANVIL_KERNELS_REFERENCE_REFERENCE_H_
+#define ANVIL_KERNELS_REFERENCE_REFERENCE_H_
+
+#include "absl/status/status.h"
+#include "kernels/layer_ops.h"
+#include "kernels/matmul.h"
+
+namespace anvil::reference {
+
+absl::Status MatMul(const MatMulArgs& args);
+// Dot product of one weight row with one activation row prepared for it (see PrepareActivation).
+void RmsNorm(const RmsNormArgs& args);
+void Rope(const RopeArgs& args);
+void Attention(const AttentionArgs& args);
+void SwiGlu(const SwiGluArgs& args);
+void AddInPlace(float* y, const float* x, int64_t n);
+void GetRows(const GetRowsArgs& args);
+
+// The theta schedule of ggml's rope: cos/sin of theta_i for i in [0, n_rot/2) at `pos`.
+void RopeCosSin(int32_t pos, int64_t n_rot, float freq_base, float* cos_out, float* sin_out);
+
+}  // namespace anvil::reference
+
+#endif  // ANVIL_KERNELS_REFERENCE_REFERENCE_H_

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Shared set-up for demo.sh and test.sh: Debian packages (apt-get only when one is missing),
+# the model (scripts/fetch-model.sh), configure + build into build/release. Idempotent and quick
+# when everything is there. Source it, then call the functions.
+set -euo pipefail
+
+ANVIL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ANVIL_BUILD_DIR="${ANVIL_BUILD_DIR:-$ANVIL_ROOT/build/release}"
+
+ANVIL_APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-venv
+  python3-pip unzip libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libicu-dev
+)
+
+anvil_ensure_packages() {
+  local missing=()
+  for p in "${ANVIL_APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+}
+
+anvil_ensure_model() {
+  "$ANVIL_ROOT/scripts/fetch-model.sh"
+}
+
+# The F32 copy of the model, made with llama.cpp's own quantize API (the oracle's venv).
+anvil_ensure_f32_model() {
+  local models="${ANVIL_MODELS:-$HOME/.cache/anvil/models}"
+  if [[ ! -f "$models/SmolLM2-135M-Instruct.F32.gguf" ]]; then
+    echo "setup: making the F32 copy of the model with llama.cpp (one time)"
+    "$ANVIL_ROOT/scripts/reference/llamacpp_golden.sh" --make-f32-only
+  fi
+}
+
+anvil_build() {
+  local jobs
+  jobs="$(nproc 2>/dev/null || echo 2)"
+  if [[ ! -f "$ANVIL_BUILD_DIR/build.ninja" ]]; then
+    cmake -S "$ANVIL_ROOT" -B "$ANVIL_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  fi
+  cmake --build "$ANVIL_BUILD_DIR" -j "$jobs"
+}
