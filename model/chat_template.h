@@ -45,6 +45,9 @@ class ChatTemplate {
   ChatFamily family_ = ChatFamily::kChatML;
   std::string bos_, eos_;
   std::string default_system_;
+  // Variants inside a family, found in the Jinja source.
+  bool eos_then_space_ = false;     // Mistral v0.1: assistant turns end with eos + ' '
+  bool system_as_prefix_ = false;   // Gemma 3: the system text + "\n\n" opens the first turn
 };
 
 }  // namespace anvil
