@@ -12,7 +12,7 @@
 
 namespace anvil {
 
-// y = x / sqrt(mean(x^2) + eps) * w, per row; the sum of squares is accumulated in double
+// y = x / sqrt(mean(x^2) + eps) * w, per row; the float squares are accumulated in double
 // (as ggml does) and the normalized value is rounded to float before the weight multiply.
 struct RmsNormArgs {
   const float* x = nullptr;  // [T][C]

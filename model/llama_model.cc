@@ -139,6 +139,11 @@ absl::Status Context::EvalChunk(absl::Span<const int32_t> tokens, int64_t out_be
     return MatMul(ex, {m.type, m.data, in, out, rows, m.rows, m.cols});
   };
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  auto observe = [&](const char* name, int64_t layer, const float* data, int64_t rows,
+                     int64_t cols) {
+    if (options_.observer) options_.observer(name, layer, data, rows, cols);
+  };
+  observe("inp_embd", -1, x_.data(), t, C);
 
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
@@ -148,13 +153,19 @@ absl::Status Context::EvalChunk(absl::Span<const int32_t> tokens, int64_t out_be
     const int64_t rn = last ? out_end - out_begin : t;
 
     ANVIL_RETURN_IF_ERROR(RmsNorm(ex, {x_.data(), lw.attn_norm, h_.data(), t, C, c.rms_eps}));
+    observe("attn_norm", l, h_.data(), t, C);
     ANVIL_RETURN_IF_ERROR(matmul(lw.wq, h_.data(), q_.data(), t));
     ANVIL_RETURN_IF_ERROR(matmul(lw.wk, h_.data(), k_.data(), t));
     ANVIL_RETURN_IF_ERROR(matmul(lw.wv, h_.data(), v_.data(), t));
+    observe("Qcur", l, q_.data(), t, H * D);
+    observe("Kcur", l, k_.data(), t, Hkv * D);
+    observe("Vcur", l, v_.data(), t, Hkv * D);
     ANVIL_RETURN_IF_ERROR(
         Rope(ex, {q_.data(), pos_.data(), t, H, D, c.n_rot, c.rope_freq_base, c.rope_neox}));
     ANVIL_RETURN_IF_ERROR(
         Rope(ex, {k_.data(), pos_.data(), t, Hkv, D, c.n_rot, c.rope_freq_base, c.rope_neox}));
+    observe("Qcur_rope", l, q_.data(), t, H * D);
+    observe("Kcur_rope", l, k_.data(), t, Hkv * D);
     // Append K/V [T][Hkv][D] to the cache rows past..past+T-1.
     float* kc = k_cache_[static_cast<size_t>(l)].data();
     float* vc = v_cache_[static_cast<size_t>(l)].data();
@@ -162,25 +173,44 @@ absl::Status Context::EvalChunk(absl::Span<const int32_t> tokens, int64_t out_be
     std::memcpy(vc + past * Hkv * D, v_.data(), sizeof(float) * t * Hkv * D);
     if (rn == 0) continue;  // no logits wanted from this chunk: the cache is all it needed
 
-    ANVIL_RETURN_IF_ERROR(Attention(ex, {q_.data() + r0 * H * D, kc, vc, attn_.data(), rn,
-                                         past + r0, H, Hkv, D, scale}));
-    ANVIL_RETURN_IF_ERROR(matmul(lw.wo, attn_.data(), proj_.data(), rn));
-    if (r0 != 0) std::memmove(x_.data(), x_.data() + r0 * C, sizeof(float) * rn * C);
+    // Attention and its output projection run over all T rows even at the last layer, as in
+    // llama.cpp (which selects the output rows after wo): the summation order of its F32
+    // KQ*V and F32 matmuls depends on the number of rows, so this keeps results bit-identical.
+    ANVIL_RETURN_IF_ERROR(Attention(ex, {q_.data(), kc, vc, attn_.data(), t, past, H, Hkv, D,
+                                         scale}));
+    ANVIL_RETURN_IF_ERROR(matmul(lw.wo, attn_.data(), proj_.data(), t));
+    if (r0 != 0) {
+      std::memmove(attn_.data(), attn_.data() + r0 * H * D, sizeof(float) * rn * H * D);
+      std::memmove(proj_.data(), proj_.data() + r0 * C, sizeof(float) * rn * C);
+      std::memmove(x_.data(), x_.data() + r0 * C, sizeof(float) * rn * C);
+    }
+    observe("kqv_out", l, attn_.data(), rn, H * D);
+    observe("attn_out", l, proj_.data(), rn, C);
     ANVIL_RETURN_IF_ERROR(AddInPlace(ex, x_.data(), proj_.data(), rn * C));
 
+    observe("ffn_inp", l, x_.data(), rn, C);
     ANVIL_RETURN_IF_ERROR(RmsNorm(ex, {x_.data(), lw.ffn_norm, h_.data(), rn, C, c.rms_eps}));
+    observe("ffn_norm", l, h_.data(), rn, C);
     ANVIL_RETURN_IF_ERROR(matmul(lw.w_gate, h_.data(), gate_.data(), rn));
     ANVIL_RETURN_IF_ERROR(matmul(lw.w_up, h_.data(), up_.data(), rn));
+    observe("ffn_gate", l, gate_.data(), rn, F);
+    observe("ffn_up", l, up_.data(), rn, F);
     ANVIL_RETURN_IF_ERROR(SwiGlu(ex, {gate_.data(), up_.data(), gate_.data(), rn * F}));
+    observe("ffn_swiglu", l, gate_.data(), rn, F);
     ANVIL_RETURN_IF_ERROR(matmul(lw.w_down, gate_.data(), proj_.data(), rn));
+    observe("ffn_out", l, proj_.data(), rn, C);
     ANVIL_RETURN_IF_ERROR(AddInPlace(ex, x_.data(), proj_.data(), rn * C));
+    observe("l_out", l, x_.data(), rn, C);
   }
   n_past_ = past + t;
   const int64_t rn = out_end - out_begin;
   if (rn == 0) return absl::OkStatus();
   // After the last layer x_ holds only the output rows.
   ANVIL_RETURN_IF_ERROR(RmsNorm(ex, {x_.data(), w.output_norm, h_.data(), rn, C, c.rms_eps}));
-  return matmul(w.output, h_.data(), logits_out, rn);
+  observe("result_norm", -1, h_.data(), rn, C);
+  ANVIL_RETURN_IF_ERROR(matmul(w.output, h_.data(), logits_out, rn));
+  observe("result_output", -1, logits_out, rn, n_vocab_);
+  return absl::OkStatus();
 }
 
 }  // namespace anvil

@@ -5,6 +5,7 @@
 #define ANVIL_MODEL_LLAMA_MODEL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,11 +49,17 @@ class LlamaModel {
   std::string chat_template_error_;
 };
 
+// Observer of intermediate activations (debugging, parity checks against other engines):
+// called after each named step with rows x cols floats, rows = tokens of the chunk.
+using ActivationObserver = std::function<void(const std::string& name, int64_t layer,
+                                              const float* data, int64_t rows, int64_t cols)>;
+
 struct ContextOptions {
   int64_t n_ctx = 2048;    // KV cache capacity in positions (capped at the training context)
   int64_t n_batch = 512;   // tokens per forward chunk (bounds scratch memory)
   int threads = 2;
   Backend backend = Backend::kCpu;
+  ActivationObserver observer;  // optional
 };
 
 // Which positions of an Eval get logits.

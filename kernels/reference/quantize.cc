@@ -40,6 +40,38 @@ void QuantizeRowQ8_1(const float* x, BlockQ8_1* y, int64_t k) {
   }
 }
 
+// Activations: llama.cpp's x86 quantizer (the one its CPU matmuls run), which multiplies by
+// 127/amax and rounds half to even. Same scale d; a few elements near .5 round differently
+// from the weight quantizer above.
+void QuantizeActivationQ8_0(const float* x, BlockQ8_0* y, int64_t k) {
+  for (int64_t b = 0; b < k / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    y[b].d = FloatToHalf(amax / 127.0f);
+    for (int j = 0; j < kQK; ++j) y[b].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+  }
+}
+
+void QuantizeActivationQ8_1(const float* x, BlockQ8_1* y, int64_t k) {
+  for (int64_t b = 0; b < k / kQK; ++b) {
+    const float* xb = x + b * kQK;
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    y[b].d = FloatToHalf(d);
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int8_t q = static_cast<int8_t>(std::nearbyint(xb[j] * id));
+      y[b].qs[j] = q;
+      sum += q;
+    }
+    y[b].s = FloatToHalf(static_cast<float>(sum) * d);
+  }
+}
+
 void QuantizeRowQ4_0(const float* x, BlockQ4_0* y, int64_t k) {
   for (int64_t b = 0; b < k / kQK; ++b) {
     const float* xb = x + b * kQK;
