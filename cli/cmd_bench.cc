@@ -131,7 +131,7 @@ Command DemoCommand() {
     g.sampling.temperature = 0;  // greedy: the demo prints the same answers every run
     g.stop = tmpl.StopStrings();
     const char* questions[] = {
-        "What is the capital of France?",
+        "What is the tallest mountain in the world?",
         "Write a haiku about the sea.",
         "Explain in two sentences what a neural network is.",
     };

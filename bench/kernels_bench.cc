@@ -1,0 +1,155 @@
+// Microbenchmarks of the CPU kernels at SmolLM2-135M's shapes. MatMul reports weight GB/s for
+// decode (M=1, memory bound) and GFLOP/s for prefill (M=512, compute bound), with 1 and 2
+// threads; MemReadBandwidth (an AVX2 sum over 256 MB, 2 threads) is the ceiling the decode
+// numbers are judged against. "cold" variants rotate through enough weight copies (>= 512 MB)
+// that every call reads its weights from memory, as a full decode step does.
+//   build/h4/bench/kernels_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+#include <immintrin.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "kernels/core/thread_pool.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/layer_ops.h"
+#include "kernels/matmul.h"
+#include "tests/testing/kernel_data.h"
+
+namespace anvil {
+namespace {
+
+void MemReadBandwidth(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t n = int64_t{256} << 20 >> 2;  // 256 MB of floats
+  std::vector<float> data(n, 1.0f);
+  ThreadPool pool(threads);
+  std::vector<float> partial(threads);
+  for (auto _ : state) {
+    pool.ParallelFor(n, 1 << 16, [&](int64_t b, int64_t e, int t) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t i = b; i + 32 <= e; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps(data.data() + i));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps(data.data() + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_load_ps(data.data() + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_load_ps(data.data() + i + 24));
+      }
+      alignas(32) float l[8];
+      _mm256_store_ps(l, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+      partial[t] = l[0] + l[7];
+    });
+    benchmark::DoNotOptimize(partial.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(n) * 4 * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Cost of one ParallelFor round trip with trivial work: the floor under every parallel op, which
+// matters for decode where a whole matmul takes tens of microseconds.
+void PoolRoundTrip(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  std::vector<int64_t> sink(8);
+  for (auto _ : state) {
+    pool.ParallelFor(64, 1, [&](int64_t b, int64_t e, int t) { sink[t] += e - b; });
+    benchmark::DoNotOptimize(sink.data());
+  }
+}
+
+struct MatMulCase {
+  DType type;
+  int64_t m, n, k;
+  int threads;
+  bool cold;
+};
+
+void BenchMatMul(benchmark::State& state, MatMulCase c) {
+  if (!cpu::Supported()) {
+    state.SkipWithError("CPU lacks AVX2/FMA/F16C");
+    return;
+  }
+  const std::vector<uint8_t> w0 =
+      testing::MakeWeights(c.type, testing::RandomFloats(c.n * c.k, 1), c.n, c.k);
+  const int64_t copies = c.cold ? (int64_t{512} << 20) / static_cast<int64_t>(w0.size()) + 1 : 1;
+  std::vector<std::vector<uint8_t>> w(copies, w0);
+  const std::vector<float> x = testing::RandomFloats(c.m * c.k, 2);
+  std::vector<float> y(c.m * c.n);
+  ThreadPool pool(c.threads);
+  int64_t i = 0;
+  for (auto _ : state) {
+    const MatMulArgs args{c.type, w[i].data(), x.data(), y.data(), c.m, c.n, c.k};
+    if (!cpu::MatMul(&pool, args).ok()) state.SkipWithError("matmul failed");
+    benchmark::ClobberMemory();
+    i = (i + 1) % copies;
+  }
+  const auto rate = benchmark::Counter::kIsIterationInvariantRate;
+  if (c.m == 1) {
+    state.counters["GB/s"] = benchmark::Counter(static_cast<double>(w0.size()) * 1e-9, rate);
+  } else {
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(2.0 * static_cast<double>(c.m * c.n * c.k) * 1e-9, rate);
+  }
+}
+
+void BenchAttention(benchmark::State& state, int64_t t, int64_t past, int threads) {
+  const int64_t h = 9, h_kv = 3, d = 64, s = past + t;
+  const std::vector<float> q = testing::RandomFloats(t * h * d, 1);
+  const std::vector<float> k = testing::RandomFloats(s * h_kv * d, 2);
+  const std::vector<float> v = testing::RandomFloats(s * h_kv * d, 3);
+  std::vector<float> out(t * h * d);
+  ThreadPool pool(threads);
+  ExecContext ctx{Backend::kCpu, &pool};
+  for (auto _ : state) {
+    AttentionArgs a{q.data(), k.data(), v.data(), out.data(), t, past, h, h_kv, d, 0.125f};
+    if (!Attention(ctx, a).ok()) state.SkipWithError("attention failed");
+  }
+}
+
+void RegisterAll() {
+  benchmark::RegisterBenchmark("MemReadBandwidth/threads:1", MemReadBandwidth)
+      ->Arg(1)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("MemReadBandwidth/threads:2", MemReadBandwidth)
+      ->Arg(2)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("PoolRoundTrip", PoolRoundTrip)->Arg(2)->UseRealTime();
+  const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}};
+  for (DType type : {DType::kF32, DType::kQ8_0, DType::kQ4_1}) {
+    for (int64_t m : {1, 512}) {
+      for (const auto& nk : shapes) {
+        if (m == 512 && nk[0] == 49152 && type != DType::kQ8_0) continue;  // minutes, not data
+        for (int threads : {1, 2}) {
+          for (bool cold : {false, true}) {
+            if (cold && m != 1) continue;
+            const MatMulCase c{type, m, nk[0], nk[1], threads, cold};
+            const std::string name =
+                absl::StrCat("MatMul/", DTypeName(type), "/M:", m, "/N:", nk[0], "/K:", nk[1],
+                             "/threads:", threads, cold ? "/cold" : "");
+            benchmark::RegisterBenchmark(name.c_str(), BenchMatMul, c)->UseRealTime();
+          }
+        }
+      }
+    }
+  }
+  for (int threads : {1, 2}) {
+    benchmark::RegisterBenchmark(absl::StrCat("Attention/T:512/past:0/threads:", threads).c_str(),
+                                 BenchAttention, 512, 0, threads)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(absl::StrCat("Attention/T:1/past:2047/threads:", threads).c_str(),
+                                 BenchAttention, 1, 2047, threads)
+        ->UseRealTime();
+  }
+}
+
+}  // namespace
+}  // namespace anvil
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  anvil::RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

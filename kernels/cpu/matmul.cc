@@ -1,0 +1,158 @@
+// CPU matmul driver: validates the call, prepares the activation rows once (quantized to Q8_0/Q8_1
+// or rounded to F16/BF16, into a per-thread scratch buffer), then splits the output into
+// (weight-row block x activation-row block) units over the thread pool. The per-type register
+// tiles live in matmul_*_avx2.cc.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/matmul_kernels.h"
+
+namespace anvil::cpu {
+namespace {
+
+// Weight rows per unit: a multiple of every tile kernel's row step (4, 2).
+constexpr int64_t kUnitRows = 24;
+// Activation rows per unit when M is large: a multiple of the row steps (4, 3), and small enough
+// that a block of quantized rows stays in L2 while the unit's weight rows stream through L1.
+constexpr int64_t kUnitActRows = 96;
+// Below this many activation rows, preparing them is not worth waking the pool.
+constexpr int64_t kParallelPrepRows = 16;
+
+// Grow-only 64-byte-aligned scratch owned by the calling thread. The pool's workers only read it
+// (or write disjoint rows) during the call that handed it out; MatMul is not reentrant.
+uint8_t* Scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < bytes + 64) buf.resize(bytes + 64);
+  const auto addr = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + ((64 - addr % 64) % 64);
+}
+
+size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
+
+// One unit of output: the kernel family for the weight type and the number of activation rows.
+void RunTile(DType type, const TileArgs& t) {
+  switch (type) {
+    case DType::kF32:
+      MatMulTileF32Avx2(t);
+      return;
+    case DType::kF16:
+      MatMulTileF16Avx2(t);
+      return;
+    case DType::kBF16:
+      MatMulTileBf16Avx2(t);
+      return;
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+      if (t.m1 - t.m0 == 1) {
+        MatMulGemvQuantAvx2(type, t);
+      } else {
+        MatMulGemmQuantAvx2(type, t);
+      }
+      return;
+  }
+}
+
+// Fills `x` for the activation rows of `a`, carving its buffers out of the scratch.
+void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
+  x->k = a.k;
+  x->nb = a.k / kQK;
+  if (a.w_type == DType::kF32) {
+    x->f = a.x;
+    return;
+  }
+  const auto m = static_cast<size_t>(a.m), k = static_cast<size_t>(a.k);
+  const auto nb = static_cast<size_t>(x->nb);
+  const bool quantized = BlockElems(a.w_type) != 1;
+  const size_t qs_bytes = quantized ? RoundUp64(m * k) : 0;
+  const size_t d_bytes = quantized ? RoundUp64(m * nb * sizeof(float)) : 0;
+  const size_t s_bytes = a.w_type == DType::kQ4_1 ? d_bytes : 0;
+  const size_t f_bytes = quantized ? 0 : RoundUp64(m * k * sizeof(float));
+  uint8_t* base = Scratch(qs_bytes + d_bytes + s_bytes + f_bytes);
+  auto* qs = reinterpret_cast<int8_t*>(base);
+  auto* d = reinterpret_cast<float*>(base + qs_bytes);
+  auto* s = reinterpret_cast<float*>(base + qs_bytes + d_bytes);
+  auto* f = reinterpret_cast<float*>(base + qs_bytes + d_bytes + s_bytes);
+  x->qs = qs;
+  x->d = d;
+  x->s = s_bytes != 0 ? s : nullptr;
+  x->f = f;
+  const DType t = a.w_type;
+  auto prep = [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = a.x + r * a.k;
+      int8_t* q = qs + r * a.k;
+      float* dr = d + r * x->nb;
+      switch (t) {
+        case DType::kQ8_0:
+        case DType::kQ4_0:
+          QuantizeActsQ8_0(xr, a.k, q, dr);
+          break;
+        case DType::kQ4_1:
+          QuantizeActsQ8_1(xr, a.k, q, dr, s + r * x->nb);
+          break;
+        case DType::kF16:
+          RoundActsF16(xr, a.k, f + r * a.k);
+          break;
+        case DType::kBF16:
+          RoundActsBf16(xr, a.k, f + r * a.k);
+          break;
+        case DType::kF32:
+          break;
+      }
+    }
+  };
+  if (a.m >= kParallelPrepRows) {
+    ParallelFor(pool, a.m, 4, prep);
+  } else {
+    prep(0, a.m, 0);
+  }
+}
+
+}  // namespace
+
+absl::Status MatMul(ThreadPool* pool, const MatMulArgs& a) {
+  if (a.w == nullptr || a.x == nullptr || a.y == nullptr || a.m < 0 || a.n < 0 || a.k < 0) {
+    return absl::InvalidArgumentError("matmul: null pointer or negative shape");
+  }
+  if (a.k % BlockElems(a.w_type) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("matmul: K=", a.k, " is not a multiple of the ",
+                                                   DTypeName(a.w_type), " block size"));
+  }
+  if (a.m == 0 || a.n == 0) return absl::OkStatus();
+
+  PreparedActs x;
+  PrepareActs(pool, a, &x);
+
+  const int64_t row_bytes = a.k / BlockElems(a.w_type) * BlockBytes(a.w_type);
+  const int64_t act_rows = a.m <= kUnitActRows ? a.m : kUnitActRows;
+  const int64_t n_blocks = (a.n + kUnitRows - 1) / kUnitRows;
+  const int64_t m_blocks = (a.m + act_rows - 1) / act_rows;
+  // Units are numbered weight-block-major so that a thread's contiguous range reuses one block
+  // of weight rows across all activation blocks before moving on.
+  ParallelFor(pool, n_blocks * m_blocks, 1, [&](int64_t u0, int64_t u1, int) {
+    TileArgs t;
+    t.w = static_cast<const uint8_t*>(a.w);
+    t.row_bytes = row_bytes;
+    t.x = &x;
+    t.y = a.y;
+    t.ldy = a.n;
+    t.n_total = a.n;
+    t.f32_gemm_order = a.m >= 2 && a.k % 16 == 0 && a.n % 4 == 0;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t nbi = u / m_blocks, mbi = u % m_blocks;
+      t.n0 = nbi * kUnitRows;
+      t.n1 = std::min(a.n, t.n0 + kUnitRows);
+      t.m0 = mbi * act_rows;
+      t.m1 = std::min(a.m, t.m0 + act_rows);
+      RunTile(a.w_type, t);
+    }
+  });
+  return absl::OkStatus();
+}
+
+}  // namespace anvil::cpu

@@ -1,0 +1,63 @@
+// Internal to the CPU matmul (matmul.cc): the activation rows prepared once per call, and the
+// per-weight-type tile kernels that matmul.cc spreads over the thread pool. A tile kernel computes
+// y[m][n] for a rectangle of (weight rows n, activation rows m) and owns its register blocking.
+#ifndef ANVIL_KERNELS_CPU_MATMUL_KERNELS_H_
+#define ANVIL_KERNELS_CPU_MATMUL_KERNELS_H_
+
+#include <cstdint>
+
+#include "kernels/dtype.h"
+
+namespace anvil::cpu {
+
+// Activations converted to what the weight type's dot product consumes (llama.cpp's
+// vec_dot_type). K = k, nb = k / 32.
+struct PreparedActs {
+  // Quantized weights (Q8_0/Q4_0: x as Q8_0; Q4_1: x as Q8_1), split out of the block format
+  // so that each row's int8 values are contiguous and 32-byte aligned.
+  const int8_t* qs = nullptr;  // [M][K]
+  const float* d = nullptr;    // [M][nb] block scales, fp16-rounded exactly as the block stores
+  const float* s = nullptr;    // [M][nb] Q8_1 block sum terms (Q4_1 only; else null)
+  // Float weights: x itself (F32), or x rounded to F16/BF16 and widened back (F16/BF16).
+  const float* f = nullptr;  // [M][K]
+  int64_t k = 0;
+  int64_t nb = 0;
+};
+
+// One rectangle of the output: rows [m0, m1) of x against weight rows [n0, n1).
+struct TileArgs {
+  const uint8_t* w = nullptr;  // weight row 0; row n starts at w + n * row_bytes
+  int64_t row_bytes = 0;
+  const PreparedActs* x = nullptr;
+  float* y = nullptr;  // [M][ldy]
+  int64_t ldy = 0;
+  int64_t n0 = 0, n1 = 0, m0 = 0, m1 = 0;
+  int64_t n_total = 0;  // N: rows past n1 may be prefetched, rows past N never
+  // F32 only: llama.cpp's tinyBLAS order (one 16-lane accumulator) rather than its vec_dot order
+  // (four); the reference picks it when M >= 2, K % 16 == 0 and N % 4 == 0.
+  bool f32_gemm_order = false;
+};
+
+// Q8_0 / Q4_0 / Q4_1 weights against Q8_0 / Q8_0 / Q8_1 activations: one activation row
+// (matmul_quant_gemv_avx2.cc) or several (matmul_quant_gemm_avx2.cc). Bit-identical to the
+// reference.
+void MatMulGemvQuantAvx2(DType type, const TileArgs& t);
+void MatMulGemmQuantAvx2(DType type, const TileArgs& t);
+// F32 / F16 / BF16 weights against float activations (matmul_float_avx2.cc). F32 is
+// bit-identical to the reference in both of its summation orders (TileArgs::f32_gemm_order).
+void MatMulTileF32Avx2(const TileArgs& t);
+void MatMulTileF16Avx2(const TileArgs& t);
+void MatMulTileBf16Avx2(const TileArgs& t);
+
+// Activation preparation (quantize_avx2.cc), one row of k elements (k % 32 == 0 for the
+// quantizers). Results are bit-identical to QuantizeActivationQ8_0 / QuantizeActivationQ8_1 in
+// kernels/quantize.h: qs equal, d[b] == HalfToFloat(block.d), s[b] == HalfToFloat(block.s).
+void QuantizeActsQ8_0(const float* x, int64_t k, int8_t* qs, float* d);
+void QuantizeActsQ8_1(const float* x, int64_t k, int8_t* qs, float* d, float* s);
+// x rounded to F16 (round to nearest even) or BF16 and widened back to float.
+void RoundActsF16(const float* x, int64_t k, float* out);
+void RoundActsBf16(const float* x, int64_t k, float* out);
+
+}  // namespace anvil::cpu
+
+#endif  // ANVIL_KERNELS_CPU_MATMUL_KERNELS_H_
