@@ -7,13 +7,15 @@
 //   out[d] = sum over s of v_s[d] * p[s] with the lane structure of llama.cpp's F32 dot over the
 //          keys: key s in lane s % 16 of one accumulator (tinyBLAS order, T >= 2) or of
 //          accumulator (s % 64) / 16 (vec_dot order, T == 1).
-// V is transposed per call so that each output element is one such dot over contiguous keys.
+// Prefill transposes V per call so that each output element is one such dot over contiguous keys;
+// decode accumulates into 64 slot rows instead (one pass over V in key order).
 // Work items (t, h) are dealt round-robin to the pool's threads, so the causal triangle's long
 // rows spread evenly and results do not depend on the thread count.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/cpu.h"
@@ -25,7 +27,7 @@ namespace {
 
 // VecDotOrderF32 for d % 64 == 0, inlined: each 64-element round adds one product chunk to each
 // of the four 16-lane accumulators.
-inline float VecDotOrderF32By64(const float* q, const float* k, int64_t d) {
+[[gnu::always_inline]] inline float VecDotOrderF32By64(const float* q, const float* k, int64_t d) {
   __m256 acc[4][2];
   for (int c = 0; c < 4; ++c) {
     for (int h = 0; h < 2; ++h) {
@@ -106,13 +108,79 @@ inline float GemmOrderF32(const float* x, const float* y, int64_t n) {
 // with the probabilities, in llama.cpp's order over the keys. Rows are `stride` floats apart.
 void TransposeV(const AttentionArgs& a, int64_t hk, int64_t s0, int64_t s1, int64_t stride,
                 float* vt) {
-  for (int64_t s = s0; s < s1; ++s) {
+  const int64_t d8 = a.d / 8 * 8;
+  int64_t s = s0;
+  // 8 keys x 8 dims at a time through an in-register transpose; dims outer, so that each block of
+  // 8 output rows is written front to back.
+  const int64_t s8 = s0 + (s1 - s0) / 8 * 8;
+  for (int64_t i = 0; i < d8; i += 8) {
+    for (s = s0; s < s8; s += 8) {
+      __m256 r[8];
+      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(a.v + ((s + j) * a.h_kv + hk) * a.d + i);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      const __m256 c[8] = {
+          _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+          _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+          _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+          _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(vt + (hk * a.d + i + j) * stride + s, c[j]);
+    }
+  }
+  for (int64_t i = d8; i < a.d; ++i) {
+    for (s = s0; s < s8; ++s) vt[(hk * a.d + i) * stride + s] = a.v[(s * a.h_kv + hk) * a.d + i];
+  }
+  s = s8;
+  for (; s < s1; ++s) {
     const float* vr = a.v + (s * a.h_kv + hk) * a.d;
     for (int64_t i = 0; i < a.d; ++i) vt[(hk * a.d + i) * stride + s] = vr[i];
   }
 }
 
-void Head(const AttentionArgs& a, int64_t t, int64_t h, const float* vt, int64_t stride, float* e) {
+// Decode (T == 1, vec_dot order over the keys) without transposing V: slot rows lanes[64][D],
+// key s accumulating into slot s % 64 (accumulator (s % 64) / 16, lane s % 16) with V read in
+// key order; then the slots are reduced lane-wise in llama.cpp's order.
+void WeightedSumSlots(const float* p, const float* v, int64_t vs, int64_t n, int64_t d,
+                      float* lanes, float* out) {
+  constexpr int kSlots = 64;
+  std::fill(lanes, lanes + kSlots * d, 0.0f);
+  const int64_t dv = d / 8 * 8;
+  for (int64_t s = 0; s < n; ++s) {
+    float* row = lanes + (s % kSlots) * d;
+    const float* vr = v + s * vs;
+    const __m256 ps = _mm256_set1_ps(p[s]);
+    for (int64_t i = 0; i < dv; i += 8) {
+      _mm256_storeu_ps(row + i,
+                       _mm256_fmadd_ps(_mm256_loadu_ps(vr + i), ps, _mm256_loadu_ps(row + i)));
+    }
+    for (int64_t i = dv; i < d; ++i) row[i] = std::fma(vr[i], p[s], row[i]);
+  }
+  for (int64_t i = 0; i < d; i += 8) {
+    const __m256i m = _mm256_castps_si256(LaneMask(d - i));
+    auto load = [&](int slot) { return _mm256_maskload_ps(lanes + slot * d + i, m); };
+    __m256 l[16];
+    // (acc0 + acc2) + (acc1 + acc3), then ReduceLanes16 lane-wise: 8 onto 8, 4 onto 4,
+    // (0 + 2) + (1 + 3).
+    for (int j = 0; j < 16; ++j) {
+      l[j] = _mm256_add_ps(_mm256_add_ps(load(j), load(j + 32)),
+                           _mm256_add_ps(load(j + 16), load(j + 48)));
+    }
+    for (int j = 0; j < 8; ++j) l[j] = _mm256_add_ps(l[j + 8], l[j]);
+    for (int j = 0; j < 4; ++j) l[j] = _mm256_add_ps(l[j + 4], l[j]);
+    _mm256_maskstore_ps(out + i, m,
+                        _mm256_add_ps(_mm256_add_ps(l[0], l[2]), _mm256_add_ps(l[1], l[3])));
+  }
+}
+
+// One (t, h) item. vt: V transposed (T >= 2), or null (decode: `lanes` scratch of 64 * D).
+void Head(const AttentionArgs& a, int64_t t, int64_t h, const float* vt, int64_t stride, float* e,
+          float* lanes) {
   const int64_t hk = h / (a.h / a.h_kv);
   const int64_t n = a.past + t + 1;
   const float* q = a.q + (t * a.h + h) * a.d;
@@ -120,10 +188,12 @@ void Head(const AttentionArgs& a, int64_t t, int64_t h, const float* vt, int64_t
   const float inv = static_cast<float>(1.0 / ExpAndSum(e, n, mx));
   for (int64_t s = 0; s < n; ++s) e[s] *= inv;
   float* out = a.out + (t * a.h + h) * a.d;
-  const float* vh = vt + hk * a.d * stride;
-  for (int64_t i = 0; i < a.d; ++i) {
-    out[i] = a.t == 1 ? VecDotOrderF32(vh + i * stride, e, n) : GemmOrderF32(vh + i * stride, e, n);
+  if (vt == nullptr) {
+    WeightedSumSlots(e, a.v + hk * a.d, a.h_kv * a.d, n, a.d, lanes, out);
+    return;
   }
+  const float* vh = vt + hk * a.d * stride;
+  for (int64_t i = 0; i < a.d; ++i) out[i] = GemmOrderF32(vh + i * stride, e, n);
 }
 
 }  // namespace
@@ -132,25 +202,38 @@ absl::Status Attention(ThreadPool* pool, const AttentionArgs& a) {
   if (a.t <= 0 || a.h <= 0) return absl::OkStatus();
   const int64_t keys = a.past + a.t;
   const int64_t stride = (keys + 15) / 16 * 16;
-  // V transposed per kv head, so that P*V reads keys contiguously.
-  std::vector<float> vt(a.h_kv * a.d * stride);
-  constexpr int64_t kKeyBlock = 256;
-  const int64_t key_blocks = (keys + kKeyBlock - 1) / kKeyBlock;
-  ParallelFor(pool, a.h_kv * key_blocks, 1, [&](int64_t u0, int64_t u1, int) {
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t hk = u / key_blocks, s0 = (u % key_blocks) * kKeyBlock;
-      TransposeV(a, hk, s0, std::min(keys, s0 + kKeyBlock), stride, vt.data());
+  // Prefill: V transposed per kv head, so that P*V reads keys contiguously. Only keys
+  // [0, keys) of each row are written and read (the dots mask the rest).
+  float* vt = nullptr;
+  if (a.t > 1) {
+    thread_local std::unique_ptr<float[]> vt_buf;
+    thread_local size_t vt_size = 0;
+    const auto vt_need = static_cast<size_t>(a.h_kv * a.d * stride);
+    if (vt_size < vt_need) {
+      vt_buf.reset(new float[vt_need]);
+      vt_size = vt_need;
     }
-  });
+    vt = vt_buf.get();
+    constexpr int64_t kKeyBlock = 256;
+    const int64_t key_blocks = (keys + kKeyBlock - 1) / kKeyBlock;
+    ParallelFor(pool, a.h_kv * key_blocks, 1, [&](int64_t u0, int64_t u1, int) {
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t hk = u / key_blocks, s0 = (u % key_blocks) * kKeyBlock;
+        TransposeV(a, hk, s0, std::min(keys, s0 + kKeyBlock), stride, vt);
+      }
+    });
+  }
   // (t, h) items round-robin over the workers.
   const int threads = pool != nullptr ? pool->num_threads() : 1;
   const int64_t items = a.t * a.h;
   const int64_t slots = std::min<int64_t>(threads, items);
-  std::vector<float> scores(slots * stride);
+  const int64_t lanes_size = vt == nullptr ? 64 * a.d : 0;
+  std::vector<float> scratch(slots * (stride + lanes_size));
   ParallelFor(pool, slots, 1, [&](int64_t w0, int64_t w1, int) {
     for (int64_t w = w0; w < w1; ++w) {
+      float* e = scratch.data() + w * (stride + lanes_size);
       for (int64_t item = w; item < items; item += slots) {
-        Head(a, item / a.h, item % a.h, vt.data(), stride, scores.data() + w * stride);
+        Head(a, item / a.h, item % a.h, vt, stride, e, e + stride);
       }
     }
   });

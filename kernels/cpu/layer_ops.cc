@@ -1,9 +1,6 @@
 // CPU backend for the elementwise and per-row layer ops (RmsNorm, Rope, SwiGlu, AddInPlace,
-// GetRows) and the CPU feature check. Rope, SwiGlu, AddInPlace and GetRows are bit-identical to
-// the reference (the same operations with the same roundings and fusions, in any order the
-// reference allows); RmsNorm sums its double squares in another order, which changes the float
-// mean only if the double sum lands within ~2^-29 of a float rounding boundary. Attention lives
-// in attention.cc, MatMul in matmul.cc.
+// GetRows) and the CPU feature check, all bit-identical to the reference (the same operations
+// with the same roundings and fusions). Attention lives in attention.cc, MatMul in matmul.cc.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -44,24 +41,15 @@ absl::Status RmsNorm(ThreadPool* pool, const RmsNormArgs& a) {
     for (int64_t t = t0; t < t1; ++t) {
       const float* x = a.x + t * a.c;
       float* y = a.y + t * a.c;
-      // The float squares are summed in double as the reference does; only the summation order
-      // differs (far below float resolution once the mean is rounded to float).
-      __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-      int64_t i = 0;
-      for (; i + 8 <= a.c; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256 sq = _mm256_mul_ps(v, v);
-        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
-        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
-      }
-      alignas(32) double lanes[4];
-      _mm256_store_pd(lanes, _mm256_add_pd(acc0, acc1));
-      double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-      for (; i < a.c; ++i) sum += static_cast<double>(x[i] * x[i]);
+      // The float squares summed in double in index order, as the reference (and ggml) does: a
+      // dependent chain, but short next to the rest of a layer, and exact.
+      double sum = 0.0;
+      for (int64_t i = 0; i < a.c; ++i) sum += static_cast<double>(x[i] * x[i]);
       const float mean = static_cast<float>(sum / a.c);
       const float scale = 1.0f / std::sqrt(mean + a.eps);
       const __m256 sv = _mm256_set1_ps(scale);
-      for (i = 0; i + 8 <= a.c; i += 8) {
+      int64_t i = 0;
+      for (; i + 8 <= a.c; i += 8) {
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv),
                                               _mm256_loadu_ps(a.w + i)));
       }

@@ -16,7 +16,7 @@ namespace {
 
 // Weight rows per unit: a multiple of every tile kernel's row step (4, 2).
 constexpr int64_t kUnitRows = 24;
-// Activation rows per unit when M is large: a multiple of the row steps (4, 3), and small enough
+// Activation rows per unit when M is large: a multiple of the row steps (4, 6), and small enough
 // that a block of quantized rows stays in L2 while the unit's weight rows stream through L1.
 constexpr int64_t kUnitActRows = 96;
 // Below this many activation rows, preparing them is not worth waking the pool.

@@ -43,8 +43,9 @@ struct TileArgs {
 // reference.
 void MatMulGemvQuantAvx2(DType type, const TileArgs& t);
 void MatMulGemmQuantAvx2(DType type, const TileArgs& t);
-// F32 / F16 / BF16 weights against float activations (matmul_float_avx2.cc). F32 is
-// bit-identical to the reference in both of its summation orders (TileArgs::f32_gemm_order).
+// F32 weights (matmul_f32_avx2.cc) and F16 / BF16 weights (matmul_half_avx2.cc) against float
+// activations. F32 is bit-identical to the reference in both of its summation orders
+// (TileArgs::f32_gemm_order); F16/BF16 are within tolerance.
 void MatMulTileF32Avx2(const TileArgs& t);
 void MatMulTileF16Avx2(const TileArgs& t);
 void MatMulTileBf16Avx2(const TileArgs& t);
