@@ -129,6 +129,7 @@ Command DemoCommand() {
     GenerateOptions g;
     g.max_tokens = 96;
     g.sampling.temperature = 0;  // greedy: the demo prints the same answers every run
+    g.sampling.repeat_penalty = 1.15f;  // a 135M model loops without it
     g.stop = tmpl.StopStrings();
     const char* questions[] = {
         "What is the tallest mountain in the world?",

@@ -131,10 +131,11 @@ TEST(LlamaOracleTest, Q41GreedyMatchesLlamaCppOnAtLeastFourOfFive) {
   for (const json& p : fx["prompts"]) {
     const PromptReport r = CheckPrompt(*model, *ctx, p);
     equal += r.greedy_equal ? 1 : 0;
-    // Same weights, same activation quantization: the top token must agree and the logits
-    // stay close (llama.cpp's AVX2 quantizer rounds half to even; ours half away from zero).
+    // The kernels reproduce llama.cpp's numerics (docs/CORRECTNESS.md), so even with 8-bit
+    // activations the logits agree to the fixture's printing precision; 1e-3 leaves room only
+    // for a rare flipped rounding, which would already move logits by ~0.1.
     EXPECT_EQ(r.top1, p["top10"][0][0].get<int32_t>()) << p["name"];
-    EXPECT_LE(r.max_logit_diff, 0.05) << p["name"];
+    EXPECT_LE(r.max_logit_diff, 1e-3) << p["name"];
   }
   std::printf("Q4_1 greedy continuations identical to llama.cpp: %d of 5\n", equal);
   EXPECT_GE(equal, 4);
