@@ -1,6 +1,7 @@
 // CPU backend for the elementwise and per-row layer ops (RmsNorm, Rope, SwiGlu, AddInPlace,
 // GetRows) and the CPU feature check, all bit-identical to the reference (the same operations
 // with the same roundings and fusions). Attention lives in attention.cc, MatMul in matmul.cc.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,10 +24,20 @@ int64_t RowsPerChunk(int64_t row_elems) {
   return std::max<int64_t>(1, kChunkElems / std::max<int64_t>(1, row_elems));
 }
 
+// CPUID, read directly: clang 14's __builtin_cpu_supports does not know "f16c".
 bool CpuHasAvx2FmaF16c() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+             f16c = c & (1u << 29);
+  if (!(fma && osxsave && avx && f16c)) return false;
+  // The OS must save the YMM registers (XCR0 bits 1 and 2).
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 6u) != 6u) return false;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return b & (1u << 5);  // AVX2
 }
 
 }  // namespace
