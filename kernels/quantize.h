@@ -12,7 +12,6 @@ namespace anvil {
 
 // x: [k] with k % 32 == 0 -> y: [k/32] blocks. Weight quantizers (ggml's *_ref rounding).
 void QuantizeRowQ8_0(const float* x, BlockQ8_0* y, int64_t k);
-void QuantizeRowQ8_1(const float* x, BlockQ8_1* y, int64_t k);
 void QuantizeRowQ4_0(const float* x, BlockQ4_0* y, int64_t k);
 void QuantizeRowQ4_1(const float* x, BlockQ4_1* y, int64_t k);
 

@@ -9,34 +9,24 @@
 #include "kernels/core/half.h"
 
 namespace anvil {
+namespace {
+
+float BlockAbsMax(const float* xb) {
+  float amax = 0.0f;
+  for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+  return amax;
+}
+
+}  // namespace
 
 void QuantizeRowQ8_0(const float* x, BlockQ8_0* y, int64_t k) {
   for (int64_t b = 0; b < k / kQK; ++b) {
     const float* xb = x + b * kQK;
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float amax = BlockAbsMax(xb);
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y[b].d = FloatToHalf(d);
     for (int j = 0; j < kQK; ++j) y[b].qs[j] = static_cast<int8_t>(std::roundf(xb[j] * id));
-  }
-}
-
-void QuantizeRowQ8_1(const float* x, BlockQ8_1* y, int64_t k) {
-  for (int64_t b = 0; b < k / kQK; ++b) {
-    const float* xb = x + b * kQK;
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[b].d = FloatToHalf(d);
-    int sum = 0;
-    for (int j = 0; j < kQK; ++j) {
-      const int8_t q = static_cast<int8_t>(std::roundf(xb[j] * id));
-      y[b].qs[j] = q;
-      sum += q;
-    }
-    y[b].s = FloatToHalf(static_cast<float>(sum) * d);
   }
 }
 
@@ -46,8 +36,7 @@ void QuantizeRowQ8_1(const float* x, BlockQ8_1* y, int64_t k) {
 void QuantizeActivationQ8_0(const float* x, BlockQ8_0* y, int64_t k) {
   for (int64_t b = 0; b < k / kQK; ++b) {
     const float* xb = x + b * kQK;
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float amax = BlockAbsMax(xb);
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     y[b].d = FloatToHalf(amax / 127.0f);
     for (int j = 0; j < kQK; ++j) y[b].qs[j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
@@ -57,8 +46,7 @@ void QuantizeActivationQ8_0(const float* x, BlockQ8_0* y, int64_t k) {
 void QuantizeActivationQ8_1(const float* x, BlockQ8_1* y, int64_t k) {
   for (int64_t b = 0; b < k / kQK; ++b) {
     const float* xb = x + b * kQK;
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float amax = BlockAbsMax(xb);
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     y[b].d = FloatToHalf(d);
