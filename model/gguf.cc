@@ -103,16 +103,19 @@ Value Value::Array(ValueType elem_type, decltype(data) elems) {
   return v;
 }
 
+// True for the vector alternatives of Value::data (arrays), false for the scalars.
+template <typename T>
+constexpr bool kIsArrayData =
+    std::is_same_v<T, std::vector<uint64_t>> || std::is_same_v<T, std::vector<int64_t>> ||
+    std::is_same_v<T, std::vector<double>> || std::is_same_v<T, std::vector<bool>> ||
+    std::is_same_v<T, std::vector<std::string>>;
+
 size_t Value::size() const {
   if (!is_array()) return 1;
   return std::visit(
       [](const auto& d) -> size_t {
         using T = std::decay_t<decltype(d)>;
-        if constexpr (std::is_same_v<T, std::vector<uint64_t>> ||
-                      std::is_same_v<T, std::vector<int64_t>> ||
-                      std::is_same_v<T, std::vector<double>> ||
-                      std::is_same_v<T, std::vector<bool>> ||
-                      std::is_same_v<T, std::vector<std::string>>) {
+        if constexpr (kIsArrayData<T>) {
           return d.size();
         } else {
           return 0;  // an array Value holding a scalar: malformed, treat as empty
@@ -125,11 +128,7 @@ std::string Value::DebugString(size_t max_items, size_t max_chars) const {
   return std::visit(
       [&](const auto& d) -> std::string {
         using T = std::decay_t<decltype(d)>;
-        if constexpr (std::is_same_v<T, std::vector<uint64_t>> ||
-                      std::is_same_v<T, std::vector<int64_t>> ||
-                      std::is_same_v<T, std::vector<double>> ||
-                      std::is_same_v<T, std::vector<bool>> ||
-                      std::is_same_v<T, std::vector<std::string>>) {
+        if constexpr (kIsArrayData<T>) {
           std::string out = "[";
           const size_t shown = std::min(max_items, d.size());
           for (size_t i = 0; i < shown; ++i) {

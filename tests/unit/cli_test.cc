@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/paths.h"
 
 namespace anvil {
@@ -80,9 +81,19 @@ TEST(CliTest, InfoPrintsTheModelCard) {
 }
 
 TEST(CliTest, TokenizeAndGenerate) {
-  ProcResult r = Anvil("tokenize " + Model() + " 'The capital of France is' --ids-only");
+  // llama.cpp's ids for the first oracle prompt.
+  const nlohmann::json fx = nlohmann::json::parse(
+      testing::ReadFileOrDie(testing::FixturePath("llamacpp_q4_1.json")));
+  const nlohmann::json& prompt = fx["prompts"][0];
+  std::string want;
+  for (const auto& id : prompt["prompt_ids"]) {
+    if (!want.empty()) want += ' ';
+    want += id.dump();
+  }
+  ProcResult r = Anvil("tokenize " + Model() + " '" + prompt["text"].get<std::string>() +
+                       "' --ids-only");
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out, "504 3575 282 4649 314\n");  // llama.cpp's ids (tests/fixtures/llamacpp_q4_1.json)
+  EXPECT_EQ(r.out, want + "\n");
   r = Anvil("generate " + Model() + " --chat --prompt 'What is the tallest mountain in the world?' --temp 0"
             " --max-tokens 96");
   ASSERT_EQ(r.exit_code, 0) << r.out;
