@@ -1,11 +1,20 @@
-// Where an op runs. One ExecContext is passed to every dispatching op (kernels/ops.h); it names
-// the backend and carries the persistent CPU thread pool.
+// Where an op runs. One ExecContext is passed to every dispatching op (kernels/dispatch.cc); it
+// names the backend and carries what that backend needs: the persistent CPU thread pool, or the
+// CUDA stream and library handles.
+//
+// Memory: with Backend::kCuda every tensor pointer in an op's argument struct is a device
+// pointer (cudaMalloc'd, see kernels/cuda/context.h) and the op is enqueued on the context's
+// stream (it may return before the GPU has finished; Context::Synchronize waits). With the host
+// backends every pointer is host memory and the op has finished when it returns.
 #ifndef ANVIL_KERNELS_BACKEND_H_
 #define ANVIL_KERNELS_BACKEND_H_
 
 namespace anvil {
 
 class ThreadPool;
+namespace cuda {
+class Context;
+}  // namespace cuda
 
 enum class Backend {
   kReference,  // plain loops: the truth every other backend is tested against
@@ -16,7 +25,8 @@ const char* BackendName(Backend b);
 
 struct ExecContext {
   Backend backend = Backend::kCpu;
-  ThreadPool* pool = nullptr;  // may be null: single-threaded
+  ThreadPool* pool = nullptr;     // kCpu: may be null (single-threaded)
+  cuda::Context* cuda = nullptr;  // kCuda: required
 };
 
 }  // namespace anvil

@@ -1,24 +1,75 @@
 // The one dispatch point: maps (op, backend) to an implementation. A backend without a kernel
 // answers Unimplemented; nothing falls back silently. `#ifdef ANVIL_CUDA` lives only here.
+// Checks that read tensor contents (token ids, targets) run here for the host backends only:
+// with kCuda those pointers are device memory and the CUDA kernels check on the device.
+#include <type_traits>
+
 #include "absl/strings/str_cat.h"
+#include "kernels/adamw.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/gemm.h"
 #include "kernels/layer_ops.h"
 #include "kernels/matmul.h"
 #include "kernels/reference/reference.h"
+#include "kernels/softmax.h"
+#ifdef ANVIL_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 namespace anvil {
 namespace {
 
-absl::Status NoBackend(const char* op, Backend b) {
-  return absl::UnimplementedError(
-      absl::StrCat(op, ": no kernel for backend ", BackendName(b),
-                   b == Backend::kCpu ? " (this CPU lacks AVX2/FMA/F16C)" : ""));
+absl::Status NoBackend(const char* op, Backend b, const char* why = "") {
+  return absl::UnimplementedError(absl::StrCat(op, ": no kernel for backend ", BackendName(b), why));
 }
 
-absl::Status CheckCpu(const char* op) {
-  return cpu::Supported() ? absl::OkStatus() : NoBackend(op, Backend::kCpu);
+// Calls fn and returns its status, or OK when fn returns void.
+template <typename Fn>
+absl::Status Call(Fn&& fn) {
+  if constexpr (std::is_void_v<decltype(fn())>) {
+    fn();
+    return absl::OkStatus();
+  } else {
+    return fn();
+  }
 }
+
+// Routes one op. `ref()` and `cpu(pool)` run on the host; `gpu(cuda::Context&)` only in CUDA
+// builds with a context.
+template <typename Ref, typename Cpu, typename Gpu>
+absl::Status Route(const char* op, const ExecContext& ctx, Ref&& ref, Cpu&& cpu_fn,
+                   [[maybe_unused]] Gpu&& gpu) {
+  switch (ctx.backend) {
+    case Backend::kReference:
+      return Call(ref);
+    case Backend::kCpu:
+      if (!cpu::Supported()) return NoBackend(op, ctx.backend, " (this CPU lacks AVX2/FMA/F16C)");
+      return cpu_fn(ctx.pool);
+    case Backend::kCuda:
+#ifdef ANVIL_CUDA
+      if (ctx.cuda == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(op, ": backend cuda needs ExecContext::cuda (a cuda::Context)"));
+      }
+      return gpu(*ctx.cuda);
+#else
+      return NoBackend(op, ctx.backend, " (built without ANVIL_CUDA)");
+#endif
+  }
+  return NoBackend(op, ctx.backend);
+}
+
+// The CUDA arm of Route: a lambda in CUDA builds, nothing otherwise (so that non-CUDA builds
+// never name cuda::).
+#ifdef ANVIL_CUDA
+#define ANVIL_ON_GPU(call) [&](cuda::Context& gpu) { return cuda::call; }
+#else
+#define ANVIL_ON_GPU(call) nullptr
+#endif
+
+bool OnHost(const ExecContext& ctx) { return ctx.backend != Backend::kCuda; }
 
 }  // namespace
 
@@ -35,28 +86,37 @@ const char* BackendName(Backend b) {
 }
 
 absl::Status MatMul(const ExecContext& ctx, const MatMulArgs& args) {
-  switch (ctx.backend) {
-    case Backend::kReference:
-      return reference::MatMul(args);
-    case Backend::kCpu:
-      if (auto s = CheckCpu("matmul"); !s.ok()) return s;
-      return cpu::MatMul(ctx.pool, args);
-    default:
-      return NoBackend("matmul", ctx.backend);
+  return Route(
+      "matmul", ctx, [&] { return reference::MatMul(args); },
+      [&](ThreadPool* pool) { return cpu::MatMul(pool, args); },
+      ANVIL_ON_GPU(MatMul(gpu, args)));
+}
+
+absl::Status Gemm(const ExecContext& ctx, const GemmArgs& a) {
+  if (a.m < 0 || a.n < 0 || a.k < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gemm: negative shape M=", a.m, " N=", a.n, " K=", a.k));
   }
+  const int64_t a_cols = a.trans_a ? a.m : a.k, b_cols = a.trans_b ? a.k : a.n;
+  if (a.lda < a_cols || a.ldb < b_cols || a.ldc < a.n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gemm: leading dimensions too small: lda=", a.lda, " (need ", a_cols, "), ldb=", a.ldb,
+        " (need ", b_cols, "), ldc=", a.ldc, " (need ", a.n, ")"));
+  }
+  if (a.m > 0 && a.n > 0 && (a.c == nullptr || (a.k > 0 && (a.a == nullptr || a.b == nullptr)))) {
+    return absl::InvalidArgumentError("gemm: null matrix pointer");
+  }
+  return Route(
+      "gemm", ctx, [&] { reference::Gemm(a); },
+      [&](ThreadPool* pool) { return cpu::Gemm(pool, a); },
+      ANVIL_ON_GPU(Gemm(gpu, a)));
 }
 
 absl::Status RmsNorm(const ExecContext& ctx, const RmsNormArgs& args) {
-  switch (ctx.backend) {
-    case Backend::kReference:
-      reference::RmsNorm(args);
-      return absl::OkStatus();
-    case Backend::kCpu:
-      if (auto s = CheckCpu("rms_norm"); !s.ok()) return s;
-      return cpu::RmsNorm(ctx.pool, args);
-    default:
-      return NoBackend("rms_norm", ctx.backend);
-  }
+  return Route(
+      "rms_norm", ctx, [&] { reference::RmsNorm(args); },
+      [&](ThreadPool* pool) { return cpu::RmsNorm(pool, args); },
+      ANVIL_ON_GPU(RmsNorm(gpu, args)));
 }
 
 absl::Status Rope(const ExecContext& ctx, const RopeArgs& args) {
@@ -64,79 +124,101 @@ absl::Status Rope(const ExecContext& ctx, const RopeArgs& args) {
     return absl::InvalidArgumentError(
         absl::StrCat("rope: n_rot=", args.n_rot, " must be even and at most D=", args.d));
   }
-  switch (ctx.backend) {
-    case Backend::kReference:
-      reference::Rope(args);
-      return absl::OkStatus();
-    case Backend::kCpu:
-      if (auto s = CheckCpu("rope"); !s.ok()) return s;
-      return cpu::Rope(ctx.pool, args);
-    default:
-      return NoBackend("rope", ctx.backend);
-  }
+  return Route(
+      "rope", ctx, [&] { reference::Rope(args); },
+      [&](ThreadPool* pool) { return cpu::Rope(pool, args); },
+      ANVIL_ON_GPU(Rope(gpu, args)));
 }
 
 absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args) {
   if (args.h_kv <= 0 || args.h % args.h_kv != 0) {
     return absl::InvalidArgumentError(absl::StrCat("attention: H=", args.h,
-                                              " is not a multiple of Hkv=", args.h_kv));
+                                                   " is not a multiple of Hkv=", args.h_kv));
   }
-  switch (ctx.backend) {
-    case Backend::kReference:
-      reference::Attention(args);
-      return absl::OkStatus();
-    case Backend::kCpu:
-      if (auto s = CheckCpu("attention"); !s.ok()) return s;
-      return cpu::Attention(ctx.pool, args);
-    default:
-      return NoBackend("attention", ctx.backend);
-  }
+  return Route(
+      "attention", ctx, [&] { reference::Attention(args); },
+      [&](ThreadPool* pool) { return cpu::Attention(pool, args); },
+      ANVIL_ON_GPU(Attention(gpu, args)));
 }
 
 absl::Status SwiGlu(const ExecContext& ctx, const SwiGluArgs& args) {
-  switch (ctx.backend) {
-    case Backend::kReference:
-      reference::SwiGlu(args);
-      return absl::OkStatus();
-    case Backend::kCpu:
-      if (auto s = CheckCpu("swiglu"); !s.ok()) return s;
-      return cpu::SwiGlu(ctx.pool, args);
-    default:
-      return NoBackend("swiglu", ctx.backend);
-  }
+  return Route(
+      "swiglu", ctx, [&] { reference::SwiGlu(args); },
+      [&](ThreadPool* pool) { return cpu::SwiGlu(pool, args); },
+      ANVIL_ON_GPU(SwiGlu(gpu, args)));
 }
 
 absl::Status AddInPlace(const ExecContext& ctx, float* y, const float* x, int64_t n) {
-  switch (ctx.backend) {
-    case Backend::kReference:
-      reference::AddInPlace(y, x, n);
-      return absl::OkStatus();
-    case Backend::kCpu:
-      if (auto s = CheckCpu("add"); !s.ok()) return s;
-      return cpu::AddInPlace(ctx.pool, y, x, n);
-    default:
-      return NoBackend("add", ctx.backend);
-  }
+  return Route(
+      "add", ctx, [&] { reference::AddInPlace(y, x, n); },
+      [&](ThreadPool* pool) { return cpu::AddInPlace(pool, y, x, n); },
+      ANVIL_ON_GPU(AddInPlace(gpu, y, x, n)));
 }
 
 absl::Status GetRows(const ExecContext& ctx, const GetRowsArgs& args) {
-  for (int64_t t = 0; t < args.t; ++t) {
+  for (int64_t t = 0; OnHost(ctx) && t < args.t; ++t) {
     if (args.ids[t] < 0 || args.ids[t] >= args.v) {
       return absl::InvalidArgumentError(absl::StrCat("get_rows: token id ", args.ids[t],
-                                                " at position ", t, " is outside [0, ", args.v,
-                                                ")"));
+                                                     " at position ", t, " is outside [0, ",
+                                                     args.v, ")"));
     }
   }
-  switch (ctx.backend) {
-    case Backend::kReference:
-      reference::GetRows(args);
-      return absl::OkStatus();
-    case Backend::kCpu:
-      if (auto s = CheckCpu("get_rows"); !s.ok()) return s;
-      return cpu::GetRows(ctx.pool, args);
-    default:
-      return NoBackend("get_rows", ctx.backend);
+  return Route(
+      "get_rows", ctx, [&] { reference::GetRows(args); },
+      [&](ThreadPool* pool) { return cpu::GetRows(pool, args); },
+      ANVIL_ON_GPU(GetRows(gpu, args)));
+}
+
+absl::Status Softmax(const ExecContext& ctx, const SoftmaxArgs& args) {
+  if (args.rows < 0 || args.cols <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("softmax: bad shape rows=", args.rows, " cols=", args.cols));
   }
+  return Route(
+      "softmax", ctx, [&] { reference::Softmax(args); },
+      [&](ThreadPool* pool) { return cpu::Softmax(pool, args); },
+      ANVIL_ON_GPU(Softmax(gpu, args)));
+}
+
+absl::Status LogSumExp(const ExecContext& ctx, const LogSumExpArgs& args) {
+  if (args.rows < 0 || args.cols <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logsumexp: bad shape rows=", args.rows, " cols=", args.cols));
+  }
+  return Route(
+      "logsumexp", ctx, [&] { reference::LogSumExp(args); },
+      [&](ThreadPool* pool) { return cpu::LogSumExp(pool, args); },
+      ANVIL_ON_GPU(LogSumExp(gpu, args)));
+}
+
+absl::Status CrossEntropy(const ExecContext& ctx, const CrossEntropyArgs& args) {
+  if (args.t < 0 || args.v <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cross_entropy: bad shape T=", args.t, " V=", args.v));
+  }
+  for (int64_t t = 0; OnHost(ctx) && t < args.t; ++t) {
+    if (args.targets[t] >= args.v) {
+      return absl::InvalidArgumentError(absl::StrCat("cross_entropy: target ", args.targets[t],
+                                                     " at row ", t, " is not below V=", args.v));
+    }
+  }
+  return Route(
+      "cross_entropy", ctx, [&] { reference::CrossEntropy(args); },
+      [&](ThreadPool* pool) { return cpu::CrossEntropy(pool, args); },
+      ANVIL_ON_GPU(CrossEntropy(gpu, args)));
+}
+
+absl::Status AdamW(const ExecContext& ctx, const AdamWArgs& args) {
+  if (args.step < 1 || !(args.beta1 >= 0.0 && args.beta1 < 1.0) ||
+      !(args.beta2 >= 0.0 && args.beta2 < 1.0) || args.n < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("adamw: step=", args.step, " (need >= 1), beta1=",
+                                                   args.beta1, ", beta2=", args.beta2,
+                                                   " (need [0, 1)), n=", args.n));
+  }
+  return Route(
+      "adamw", ctx, [&] { reference::AdamW(args); },
+      [&](ThreadPool* pool) { return cpu::AdamW(pool, args); },
+      ANVIL_ON_GPU(AdamW(gpu, args)));
 }
 
 }  // namespace anvil

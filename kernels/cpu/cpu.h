@@ -4,9 +4,13 @@
 #define ANVIL_KERNELS_CPU_CPU_H_
 
 #include "absl/status/status.h"
+#include "kernels/adamw.h"
 #include "kernels/core/thread_pool.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/gemm.h"
 #include "kernels/layer_ops.h"
 #include "kernels/matmul.h"
+#include "kernels/softmax.h"
 
 namespace anvil::cpu {
 
@@ -20,6 +24,13 @@ absl::Status Attention(ThreadPool* pool, const AttentionArgs& args);
 absl::Status SwiGlu(ThreadPool* pool, const SwiGluArgs& args);
 absl::Status AddInPlace(ThreadPool* pool, float* y, const float* x, int64_t n);
 absl::Status GetRows(ThreadPool* pool, const GetRowsArgs& args);
+
+// Training ops (softmax.cc, cross_entropy.cc, adamw.cc; gemm_openblas.cc calls OpenBLAS).
+absl::Status Softmax(ThreadPool* pool, const SoftmaxArgs& args);
+absl::Status LogSumExp(ThreadPool* pool, const LogSumExpArgs& args);
+absl::Status CrossEntropy(ThreadPool* pool, const CrossEntropyArgs& args);
+absl::Status AdamW(ThreadPool* pool, const AdamWArgs& args);
+absl::Status Gemm(ThreadPool* pool, const GemmArgs& args);
 
 }  // namespace anvil::cpu
 

@@ -4,8 +4,12 @@
 #define ANVIL_KERNELS_REFERENCE_REFERENCE_H_
 
 #include "absl/status/status.h"
+#include "kernels/adamw.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/gemm.h"
 #include "kernels/layer_ops.h"
 #include "kernels/matmul.h"
+#include "kernels/softmax.h"
 
 namespace anvil::reference {
 
@@ -17,6 +21,13 @@ void Attention(const AttentionArgs& args);
 void SwiGlu(const SwiGluArgs& args);
 void AddInPlace(float* y, const float* x, int64_t n);
 void GetRows(const GetRowsArgs& args);
+
+// Training ops (softmax.cc, cross_entropy.cc, adamw.cc, gemm.cc).
+void Softmax(const SoftmaxArgs& args);
+void LogSumExp(const LogSumExpArgs& args);
+void CrossEntropy(const CrossEntropyArgs& args);
+void AdamW(const AdamWArgs& args);
+void Gemm(const GemmArgs& args);
 
 // The theta schedule of ggml's rope: cos/sin of theta_i for i in [0, n_rot/2) at `pos`.
 void RopeCosSin(int32_t pos, int64_t n_rot, float freq_base, float* cos_out, float* sin_out);
