@@ -34,13 +34,17 @@ anvil_ensure_model() {
   "$ANVIL_ROOT/scripts/fetch-model.sh"
 }
 
-# The F32 copy of the model, made with llama.cpp's own quantize API (the oracle's venv).
+# The F32, Q8_0 and F16 copies of the model, made with llama.cpp's own quantize API (the
+# oracle's venv): the oracle tests and benchmarks use them.
 anvil_ensure_f32_model() {
-  local models="${ANVIL_MODELS:-$HOME/.cache/anvil/models}"
-  if [[ ! -f "$models/SmolLM2-135M-Instruct.F32.gguf" ]]; then
-    echo "setup: making the F32 copy of the model with llama.cpp (one time)"
-    "$ANVIL_ROOT/scripts/reference/llamacpp_golden.sh" --make-f32-only
-  fi
+  local models="${ANVIL_MODELS:-$HOME/.cache/anvil/models}" name
+  for name in F32 Q8_0 F16; do
+    if [[ ! -f "$models/SmolLM2-135M-Instruct.$name.gguf" ]]; then
+      echo "setup: making the F32/Q8_0/F16 copies of the model with llama.cpp (one time)"
+      "$ANVIL_ROOT/scripts/reference/llamacpp_golden.sh" --make-copies
+      return
+    fi
+  done
 }
 
 anvil_build() {

@@ -9,8 +9,9 @@ All evaluations use: flash attention OFF, KV cache F32 (K and V), n_threads 2, n
 >= 512 (a 512-token chunk is one batch). Fixtures are regenerated only by this script.
 
 Usage (normally through llamacpp_golden.sh, which sets up the venv):
-  llamacpp_golden.py [--only tokenizer,logits,perplexity,top1,tiny] [--tiny-tool PATH]
+  llamacpp_golden.py [--only tokenizer,logits,copies,perplexity,top1,tiny] [--tiny-tool PATH]
   llamacpp_golden.py --make-f32-only
+  llamacpp_golden.py --make-copies      (F32, Q8_0, F16 copies for benchmarks)
 """
 
 import argparse
@@ -34,10 +35,12 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 Q4_1_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 F32_NAME = "SmolLM2-135M-Instruct.F32.gguf"
+Q8_0_NAME = "SmolLM2-135M-Instruct.Q8_0.gguf"
+F16_NAME = "SmolLM2-135M-Instruct.F16.gguf"
 GPL3 = Path("/usr/share/common-licenses/GPL-3")
 THREADS = 2
 SEED = 1234  # recorded; no sampler is used (greedy = argmax, ties -> lowest id)
-ALL_PARTS = ["tokenizer", "logits", "perplexity", "top1", "tiny"]
+ALL_PARTS = ["tokenizer", "logits", "copies", "perplexity", "top1", "tiny"]
 
 SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -342,12 +345,57 @@ def type_counts(path: Path) -> dict:
 # a) F32 copy
 
 
-def ensure_f32(mdir: Path) -> Path:
-    src = mdir / Q4_1_NAME
-    dst = mdir / F32_NAME
+# Copies of the model in other weight types, each made with llama.cpp's own quantize API:
+# name -> (llama_ftype attribute, source copy, GGML types every tensor must have).
+COPIES = {
+    F32_NAME: ("LLAMA_FTYPE_ALL_F32", Q4_1_NAME, {0}),
+    Q8_0_NAME: ("LLAMA_FTYPE_MOSTLY_Q8_0", F32_NAME, {0, 8}),
+    F16_NAME: ("LLAMA_FTYPE_MOSTLY_F16", F32_NAME, {0, 1}),
+}
+
+
+def ensure_copy(mdir: Path, name: str) -> Path:
+    ftype_attr, src_name, allowed = COPIES[name]
+    src = mdir / src_name
+    dst = mdir / name
     if dst.exists():
-        print(f"F32 copy present: {dst}")
+        print(f"{name} present: {dst}")
         return dst
+    if src_name != Q4_1_NAME:
+        ensure_copy(mdir, src_name)
+    if not src.exists():
+        sys.exit(f"error: {src} not found (run scripts/fetch-model.sh)")
+    t0 = time.time()
+    tmp = dst.with_suffix(".gguf.tmp")
+    qp = L.llama_model_quantize_default_params()
+    qp.nthread = THREADS
+    qp.ftype = getattr(L, ftype_attr)
+    qp.allow_requantize = True
+    _LOG.clear()
+    try:
+        rc = L.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(qp))
+        if rc != 0:
+            sys.stderr.write(log_tail())
+            sys.exit(f"error: llama_model_quantize to {name} failed (rc={rc})")
+        types = gguf_tensor_types(tmp)
+        bad = {k: v for k, v in types.items() if v not in allowed}
+        if bad:
+            sys.exit(f"error: {name} has tensors of unexpected types: {bad}")
+        try:
+            Engine(tmp, n_ctx=64, n_batch=64).close()
+        except LoadError as e:
+            sys.exit(f"error: {name} does not load: {e}")
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(f"made {dst} ({dst.stat().st_size} bytes, {type_counts(dst)}, "
+          f"{time.time() - t0:.1f}s)")
+    return dst
+
+
+def ensure_f32(mdir: Path) -> Path:
+    return ensure_copy(mdir, F32_NAME)
     if not src.exists():
         sys.exit(f"error: {src} not found (run scripts/fetch-model.sh)")
     t0 = time.time()
@@ -660,6 +708,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=None, help="comma list of " + ",".join(ALL_PARTS))
     ap.add_argument("--make-f32-only", action="store_true")
+    ap.add_argument("--make-copies", action="store_true",
+                    help="make the F32, Q8_0 and F16 copies (for benchmarks) and stop")
     ap.add_argument("--tiny-tool", default=None, help="path of anvil_make_tiny_model")
     ap.add_argument("--tiny-seed", type=int, default=42)
     ap.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
@@ -668,6 +718,10 @@ def main():
     mdir = model_dir()
     if a.make_f32_only:
         ensure_f32(mdir)
+        return
+    if a.make_copies:
+        for name in COPIES:
+            ensure_copy(mdir, name)
         return
     if a.only:
         parts = [p.strip() for p in a.only.split(",") if p.strip()]
@@ -689,6 +743,10 @@ def main():
         elif p == "logits":
             part_logits(mdir, F32_NAME, "llamacpp_f32.json")
             part_logits(mdir, Q4_1_NAME, "llamacpp_q4_1.json")
+        elif p == "copies":
+            for name, fixture in ((Q8_0_NAME, "llamacpp_q8_0.json"), (F16_NAME, "llamacpp_f16.json")):
+                ensure_copy(mdir, name)
+                part_logits(mdir, name, fixture)
         elif p == "perplexity":
             part_perplexity(mdir)
         elif p == "top1":

@@ -21,6 +21,10 @@ inline std::string ModelsDir() {
 }
 inline std::string Q41ModelPath() { return ModelsDir() + "/SmolLM2-135M-Instruct.Q4_1.gguf"; }
 inline std::string F32ModelPath() { return ModelsDir() + "/SmolLM2-135M-Instruct.F32.gguf"; }
+// Copies made with llama.cpp's quantize API from the F32 copy (scripts/reference/llamacpp_golden.sh
+// --make-copies, which scripts/test.sh runs).
+inline std::string Q80ModelPath() { return ModelsDir() + "/SmolLM2-135M-Instruct.Q8_0.gguf"; }
+inline std::string F16ModelPath() { return ModelsDir() + "/SmolLM2-135M-Instruct.F16.gguf"; }
 
 inline std::string ReadFileOrDie(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
