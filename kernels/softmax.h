@@ -1,6 +1,7 @@
 // Row-wise softmax and log-sum-exp over a [R][C] float matrix. Both subtract the row maximum
-// first; exp and the sums are in float (the CUDA and CPU kernels match the reference within a
-// few ulps, not bitwise). Rows that are all -inf give NaN, as in PyTorch.
+// first. The reference takes exp and the sums in double and rounds once; the CPU and CUDA
+// kernels work in float (partial sums of at most ~1k elements, combined in double on the CPU)
+// and match the reference within a few ulps, not bitwise. Rows that are all -inf give NaN.
 #ifndef ANVIL_KERNELS_SOFTMAX_H_
 #define ANVIL_KERNELS_SOFTMAX_H_
 
