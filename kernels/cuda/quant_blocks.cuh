@@ -1,0 +1,74 @@
+// Device-side decoding of the 32-element weight blocks (layouts in kernels/dtype.h), shared by
+// the quantized GEMV (matmul_quant.cu) and the dequantizer (convert.cu). Blocks are 2-byte
+// aligned only (34- and 18-byte blocks follow one another), so every field is read as uint16
+// halves and reassembled; no wider load ever touches block data here.
+#ifndef ANVIL_KERNELS_CUDA_QUANT_BLOCKS_CUH_
+#define ANVIL_KERNELS_CUDA_QUANT_BLOCKS_CUH_
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/launch_matmul.h"
+
+namespace anvil::cuda {
+
+template <QuantType T>
+struct QuantBlock;
+// Byte offsets of the fields: the fp16 scale d, the fp16 minimum m (Q4_1 only), the quants.
+template <>
+struct QuantBlock<QuantType::kQ8_0> {
+  static constexpr int kBytes = 34, kQsOffset = 2;
+};
+template <>
+struct QuantBlock<QuantType::kQ4_0> {
+  static constexpr int kBytes = 18, kQsOffset = 2;
+};
+template <>
+struct QuantBlock<QuantType::kQ4_1> {
+  static constexpr int kBytes = 20, kQsOffset = 4;
+};
+
+__device__ __forceinline__ float HalfBitsToFloat(uint16_t h) {
+  return __half2float(__ushort_as_half(h));
+}
+
+// 4 bytes at a 2-byte-aligned address (little-endian), as two 16-bit loads.
+__device__ __forceinline__ uint32_t LoadU32Align2(const uint16_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 16);
+}
+
+// Decodes the block at `p` (2-byte aligned, any memory space) into wq[8]: word j holds the
+// signed 8-bit weights of elements 4j..4j+3 (byte i = element 4j+i), ready for __dp4a against
+// the activation bytes in the same order. Q4_0's nibbles come out as q-8 in [-8, 7]; Q4_1's as
+// q in [0, 15] with the minimum returned in `m` (0 for the other types).
+template <QuantType T>
+__device__ __forceinline__ void DecodeBlock(const uint8_t* p, int32_t (&wq)[8], float& d,
+                                            float& m) {
+  const auto* h = reinterpret_cast<const uint16_t*>(p);
+  d = HalfBitsToFloat(h[0]);
+  m = 0.0f;
+  constexpr int kQs = QuantBlock<T>::kQsOffset / 2;  // in uint16 units
+  if constexpr (T == QuantType::kQ8_0) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) wq[j] = static_cast<int32_t>(LoadU32Align2(h + kQs + 2 * j));
+  } else {
+    if constexpr (T == QuantType::kQ4_1) m = HalfBitsToFloat(h[1]);
+      // Byte i of the 16 quant bytes: low nibble = element i, high nibble = element 16 + i.
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t raw = LoadU32Align2(h + kQs + 2 * j);
+      uint32_t lo = raw & 0x0F0F0F0Fu, hi = (raw >> 4) & 0x0F0F0F0Fu;
+      if constexpr (T == QuantType::kQ4_0) {
+        lo = __vsub4(lo, 0x08080808u);  // per-byte wrap-around: 0..15 - 8 -> int8 -8..7
+        hi = __vsub4(hi, 0x08080808u);
+      }
+      wq[j] = static_cast<int32_t>(lo);
+      wq[j + 4] = static_cast<int32_t>(hi);
+    }
+  }
+}
+
+}  // namespace anvil::cuda
+
+#endif  // ANVIL_KERNELS_CUDA_QUANT_BLOCKS_CUH_
