@@ -129,7 +129,11 @@ absl::Status DeviceBuffer::CopyFromHost(const void* src, size_t bytes) {
         absl::StrCat("copy of ", bytes, " bytes into a ", bytes_, "-byte device buffer"));
   }
   if (bytes == 0) return absl::OkStatus();
-  return CudaStatus(cudaMemcpy(ptr_, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device");
+  ANVIL_RETURN_IF_ERROR(
+      CudaStatus(cudaMemcpy(ptr_, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device"));
+  // From pageable memory cudaMemcpy may return before the DMA lands, and kernels on the
+  // contexts' non-blocking streams are not ordered after it: wait for the device.
+  return CudaStatus(cudaDeviceSynchronize(), "cudaDeviceSynchronize after copy to device");
 }
 
 absl::Status DeviceBuffer::CopyToHost(void* dst, size_t bytes) const {
@@ -138,6 +142,9 @@ absl::Status DeviceBuffer::CopyToHost(void* dst, size_t bytes) const {
         absl::StrCat("copy of ", bytes, " bytes out of a ", bytes_, "-byte device buffer"));
   }
   if (bytes == 0) return absl::OkStatus();
+  // Ops on non-blocking streams are not ordered before a legacy-stream copy: finish them first.
+  ANVIL_RETURN_IF_ERROR(
+      CudaStatus(cudaDeviceSynchronize(), "cudaDeviceSynchronize before copy to host"));
   return CudaStatus(cudaMemcpy(dst, ptr_, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
 }
 

@@ -53,9 +53,9 @@ class Context {
   size_t workspace_bytes_ = 0;
 };
 
-// Device memory, freed on destruction. Copies are synchronous (they wait for the copy itself,
-// and a device-to-host copy on the default stream waits for earlier work on legacy streams;
-// call Context::Synchronize first when ops are in flight).
+// Device memory, freed on destruction. Copies are synchronous with respect to the whole device:
+// a copy to the device has landed when it returns, and a copy to the host first waits for every
+// op in flight on any stream.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
