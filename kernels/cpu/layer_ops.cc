@@ -2,6 +2,8 @@
 // GetRows) and the CPU feature check, all bit-identical to the reference (the same operations
 // with the same roundings and fusions). Attention lives in attention.cc, MatMul in matmul.cc.
 #include <cpuid.h>
+
+#include <cstdlib>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/dequantize_avx2.h"
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/reference/reference.h"
@@ -45,6 +48,19 @@ bool CpuHasAvx2FmaF16c() {
 bool Supported() {
   static const bool supported = CpuHasAvx2FmaF16c();
   return supported;
+}
+
+// AVX-VNNI (VEX-encoded vpdpbusd): CPUID leaf 7 subleaf 1, EAX bit 4, on top of AVX2. Setting
+// ANVIL_NO_AVXVNNI in the environment turns it off (to compare the two builds of a kernel).
+bool HasAvxVnni() {
+  static const bool has = [] {
+    if (!Supported() || std::getenv("ANVIL_NO_AVXVNNI") != nullptr) return false;
+    if (__get_cpuid_max(0, nullptr) < 7) return false;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a & (1u << 4)) != 0;
+  }();
+  return has;
 }
 
 absl::Status RmsNorm(ThreadPool* pool, const RmsNormArgs& a) {

@@ -43,6 +43,10 @@ struct TileArgs {
 // reference.
 void MatMulGemvQuantAvx2(DType type, const TileArgs& t);
 void MatMulGemmQuantAvx2(DType type, const TileArgs& t);
+// The same GEMM tile with AVX-VNNI's vpdpbusd (matmul_quant_gemm_vnni.cc); same bits. Only when
+// HasAvxVnni() (CPUID leaf 7 subleaf 1, EAX bit 4; checked once).
+void MatMulGemmQuantVnni(DType type, const TileArgs& t);
+bool HasAvxVnni();
 // F32 weights (matmul_f32_avx2.cc) and F16 / BF16 weights (matmul_half_avx2.cc) against float
 // activations. F32 is bit-identical to the reference in both of its summation orders
 // (TileArgs::f32_gemm_order); F16/BF16 are within tolerance.

@@ -21,9 +21,11 @@ namespace anvil::cpu {
 namespace {
 
 // Weight rows per kernel call (few rows keep the demand stream close to sequential, which
-// measured best for weights coming from memory) and how far ahead to prefetch.
+// measured best for weights coming from memory) and how far ahead to prefetch, into L2: with
+// weights from memory (2 threads, 1 GiB of copies) 4 KB ahead into L2 streamed Q8_0 at 18-20 GB/s
+// and Q4_1 at 16.7-17.7, against 14.7 for both with 1 KB ahead into L1.
 constexpr int kRows = 4;
-constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kPrefetchBytes = 4096;
 
 struct Q8_0Kind {
   using Block = BlockQ8_0;
@@ -62,7 +64,7 @@ void GemvKernel(const uint8_t* const* w_rows, const int8_t* xq, const float* xd,
   for (int64_t b = 0; b < nb; ++b) {
     if (pf != nullptr) {
       for (int64_t off = 0; off < pf_step; off += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(pf + b * pf_step + off), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(pf + b * pf_step + off), _MM_HINT_T1);
       }
     }
     const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(xq + b * kQK));
