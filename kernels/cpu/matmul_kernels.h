@@ -43,8 +43,9 @@ struct TileArgs {
 // reference.
 void MatMulGemvQuantAvx2(DType type, const TileArgs& t);
 void MatMulGemmQuantAvx2(DType type, const TileArgs& t);
-// The same GEMM tile with AVX-VNNI's vpdpbusd (matmul_quant_gemm_vnni.cc); same bits. Only when
-// HasAvxVnni() (CPUID leaf 7 subleaf 1, EAX bit 4; checked once).
+// The same GEMV and GEMM tiles with AVX-VNNI's vpdpbusd (matmul_quant_gem{v,m}_vnni.cc); same
+// bits. Only when HasAvxVnni() (CPUID leaf 7 subleaf 1, EAX bit 4; checked once).
+void MatMulGemvQuantVnni(DType type, const TileArgs& t);
 void MatMulGemmQuantVnni(DType type, const TileArgs& t);
 bool HasAvxVnni();
 // F32 weights (matmul_f32_avx2.cc) and F16 / BF16 weights (matmul_half_avx2.cc) against float
