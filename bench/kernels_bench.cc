@@ -22,61 +22,15 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/layer_ops.h"
 #include "kernels/matmul.h"
+#include "bench/read_ceiling.h"
 #include "tests/testing/kernel_data.h"
 
 namespace anvil {
 namespace {
 
-constexpr int64_t kMemReadFloats = int64_t{1024} << 20 >> 2;  // 1 GiB of floats, past the L3
+using bench::MemReadBandwidth;
 
-// One AVX2 sum over `data` ([kMemReadFloats], 32-byte aligned) on `pool`: a pure memory read.
-void SumOnce(const std::vector<float>& data, ThreadPool& pool, std::vector<float>& partial) {
-  pool.ParallelFor(kMemReadFloats, 1 << 16, [&](int64_t b, int64_t e, int t) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = b; i + 32 <= e; i += 32) {
-      a0 = _mm256_add_ps(a0, _mm256_load_ps(data.data() + i));
-      a1 = _mm256_add_ps(a1, _mm256_load_ps(data.data() + i + 8));
-      a2 = _mm256_add_ps(a2, _mm256_load_ps(data.data() + i + 16));
-      a3 = _mm256_add_ps(a3, _mm256_load_ps(data.data() + i + 24));
-    }
-    alignas(32) float l[8];
-    _mm256_store_ps(l, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    partial[t] = l[0] + l[7];
-  });
-  benchmark::DoNotOptimize(partial.data());
-}
-
-void MemReadBandwidth(benchmark::State& state) {
-  const int threads = static_cast<int>(state.range(0));
-  std::vector<float> data(kMemReadFloats, 1.0f);
-  ThreadPool pool(threads);
-  std::vector<float> partial(threads);
-  for (auto _ : state) SumOnce(data, pool, partial);
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(kMemReadFloats) * 4 * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
-}
-
-// The memory-read ceiling in GB/s with `threads` threads, measured once per process (best of 5
-// sums after a warm-up) so that decode rows can report their fraction of it from the same run.
-double MemReadCeilingGBps(int threads) {
-  static std::map<int, double>* ceilings = new std::map<int, double>;
-  auto it = ceilings->find(threads);
-  if (it != ceilings->end()) return it->second;
-  std::vector<float> data(kMemReadFloats, 1.0f);
-  ThreadPool pool(threads);
-  std::vector<float> partial(threads);
-  SumOnce(data, pool, partial);
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    SumOnce(data, pool, partial);
-    best = std::min(best,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  const double gbps = static_cast<double>(kMemReadFloats) * 4 * 1e-9 / best;
-  (*ceilings)[threads] = gbps;
-  return gbps;
-}
+double MemReadCeilingGBps(int threads) { return bench::ReadCeilingGBps(threads); }
 
 // Cost of one ParallelFor round trip with trivial work: the floor under every parallel op, which
 // matters for decode where a whole matmul takes tens of microseconds.

@@ -2,7 +2,7 @@
 // over [T][V = 49152] logits (T = 512, a training micro-batch, and T = 1), and AdamW over 4M and
 // 135M parameters, with 1 and 2 threads. Each reports GB/s (bytes the op must read plus write,
 // per second) and that rate as a fraction of the memory-read ceiling measured in this binary
-// with the same thread count (an AVX2 sum over 256 MB, as in kernels_bench.cc). A [1][49152] row
+// with the same thread count (bench/read_ceiling.h: an AVX2 sum over 1 GiB). A [1][49152] row
 // is 192 KB and stays in cache between iterations, so its fraction can exceed 1.
 //   build/h_ops/bench/training_ops_bench --benchmark_repetitions=3
 //   (add --benchmark_report_aggregates_only=true for medians only)
@@ -22,58 +22,14 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/softmax.h"
+#include "bench/read_ceiling.h"
 #include "tests/testing/kernel_data.h"
 
 namespace anvil {
 namespace {
 
-constexpr int64_t kCeilingFloats = int64_t{256} << 20 >> 2;  // 256 MB
-
-// One AVX2 read pass over data[0, n) on `pool`; the sums land in partial[thread].
-void ReadPass(ThreadPool& pool, const std::vector<float>& data, std::vector<float>& partial) {
-  pool.ParallelFor(static_cast<int64_t>(data.size()), 1 << 16, [&](int64_t b, int64_t e, int t) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = b; i + 32 <= e; i += 32) {
-      a0 = _mm256_add_ps(a0, _mm256_loadu_ps(data.data() + i));
-      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(data.data() + i + 8));
-      a2 = _mm256_add_ps(a2, _mm256_loadu_ps(data.data() + i + 16));
-      a3 = _mm256_add_ps(a3, _mm256_loadu_ps(data.data() + i + 24));
-    }
-    alignas(32) float l[8];
-    _mm256_store_ps(l, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    partial[t] = l[0] + l[7];
-  });
-  benchmark::DoNotOptimize(partial.data());
-}
-
-// The memory-read ceiling in GB/s with `threads` threads: the best of 5 passes, measured once
-// per thread count and cached, so that every op's fraction uses the same number.
-double ReadCeilingGBps(int threads) {
-  static std::map<int, double>* cache = new std::map<int, double>;
-  if (auto it = cache->find(threads); it != cache->end()) return it->second;
-  std::vector<float> data(kCeilingFloats, 1.0f);
-  ThreadPool pool(threads);
-  std::vector<float> partial(threads);
-  double best = 0.0;
-  for (int pass = 0; pass < 5; ++pass) {
-    const auto t0 = std::chrono::steady_clock::now();
-    ReadPass(pool, data, partial);
-    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
-    best = std::max(best, static_cast<double>(kCeilingFloats) * 4 * 1e-9 / dt.count());
-  }
-  return (*cache)[threads] = best;
-}
-
-// The same loop as a benchmark of its own, for the report.
-void MemReadBandwidth(benchmark::State& state) {
-  const int threads = static_cast<int>(state.range(0));
-  std::vector<float> data(kCeilingFloats, 1.0f);
-  ThreadPool pool(threads);
-  std::vector<float> partial(threads);
-  for (auto _ : state) ReadPass(pool, data, partial);
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(kCeilingFloats) * 4 * 1e-9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
-}
+using bench::MemReadBandwidth;
+using bench::ReadCeilingGBps;
 
 // Sets GB/s and its fraction of the read ceiling from the bytes one iteration moves; `seconds`
 // is the wall time of the whole timing loop (the fraction is a plain number, not a rate).
