@@ -396,35 +396,6 @@ def ensure_copy(mdir: Path, name: str) -> Path:
 
 def ensure_f32(mdir: Path) -> Path:
     return ensure_copy(mdir, F32_NAME)
-    if not src.exists():
-        sys.exit(f"error: {src} not found (run scripts/fetch-model.sh)")
-    t0 = time.time()
-    tmp = dst.with_suffix(".gguf.tmp")
-    qp = L.llama_model_quantize_default_params()
-    qp.nthread = THREADS
-    qp.ftype = L.LLAMA_FTYPE_ALL_F32
-    qp.allow_requantize = True
-    _LOG.clear()
-    try:
-        rc = L.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(qp))
-        if rc != 0:
-            sys.stderr.write(log_tail())
-            sys.exit(f"error: llama_model_quantize to F32 failed (rc={rc})")
-        types = gguf_tensor_types(tmp)
-        bad = {k: v for k, v in types.items() if v != 0}
-        if bad:
-            sys.exit(f"error: F32 copy has non-F32 tensors: {bad}")
-        try:
-            Engine(tmp, n_ctx=64, n_batch=64).close()
-        except LoadError as e:
-            sys.exit(f"error: F32 copy does not load: {e}")
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    print(f"made F32 copy {dst} ({dst.stat().st_size} bytes, {len(types)} tensors, "
-          f"{time.time() - t0:.1f}s)")
-    return dst
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include "kernels/cuda/cuda.h"
 #include "kernels/gemm.h"
 #include "kernels/matmul.h"
+#include "tests/testing/cuda_device.h"
 #include "tests/testing/kernel_check.h"
 #include "tests/testing/status_matchers.h"
 
@@ -24,31 +25,17 @@ using ::anvil::testing::BitEqual;
 using ::anvil::testing::IsOk;
 using ::anvil::testing::RandomFloats;
 using ::anvil::testing::StatusIs;
+using ::anvil::testing::Upload;
 
-#define SKIP_WITHOUT_DEVICE() \
-  if (auto s = cuda::DeviceStatus(); !s.ok()) GTEST_SKIP() << s
+#define SKIP_WITHOUT_DEVICE() ANVIL_SKIP_WITHOUT_CUDA_DEVICE()
 
-// One context for the whole binary (creating cuBLAS handles is slow), never freed.
-cuda::Context* Device() {
-  static cuda::Context* ctx = [] {
-    auto c = cuda::Context::Create();
-    if (!c.ok()) ADD_FAILURE() << c.status();
-    return c.ok() ? c->release() : nullptr;
-  }();
-  return ctx;
-}
+cuda::Context* Device() { return testing::SharedCudaContext(); }
 
 ExecContext Cuda() { return ExecContext{Backend::kCuda, nullptr, Device()}; }
 
 constexpr double kU = 0x1p-24;  // float unit roundoff
 constexpr double kAtol = 1e-7;
 
-// A device copy of `bytes` host bytes (4 spare bytes, so empty matrices get a non-null pointer).
-absl::StatusOr<cuda::DeviceBuffer> Upload(const void* src, size_t bytes) {
-  ANVIL_ASSIGN_OR_RETURN(auto b, cuda::DeviceBuffer::Allocate(bytes + 4));
-  ANVIL_RETURN_IF_ERROR(b.CopyFromHost(src, bytes));
-  return b;
-}
 
 // Runs here, without a device: the dispatcher refuses a kCuda context with no cuda::Context.
 TEST(CudaGemmNoDevice, MissingContextIsInvalidArgument) {

@@ -20,6 +20,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quantize.h"
 #include "kernels/reference/reference.h"
+#include "tests/testing/cuda_device.h"
 #include "tests/testing/kernel_check.h"
 #include "tests/testing/status_matchers.h"
 
@@ -32,19 +33,11 @@ using ::anvil::testing::IsOk;
 using ::anvil::testing::MakeWeights;
 using ::anvil::testing::RandomFloats;
 using ::anvil::testing::StatusIs;
+using ::anvil::testing::Upload;
 
-#define SKIP_WITHOUT_DEVICE() \
-  if (auto s = cuda::DeviceStatus(); !s.ok()) GTEST_SKIP() << s
+#define SKIP_WITHOUT_DEVICE() ANVIL_SKIP_WITHOUT_CUDA_DEVICE()
 
-// One context for the whole binary (creating cuBLAS handles is slow), never freed.
-cuda::Context* Device() {
-  static cuda::Context* ctx = [] {
-    auto c = cuda::Context::Create();
-    if (!c.ok()) ADD_FAILURE() << c.status();
-    return c.ok() ? c->release() : nullptr;
-  }();
-  return ctx;
-}
+cuda::Context* Device() { return testing::SharedCudaContext(); }
 
 ExecContext Cuda() { return ExecContext{Backend::kCuda, nullptr, Device()}; }
 
@@ -173,13 +166,6 @@ double Rtol(DType t, int64_t m, int64_t k) {
   }
 }
 
-// A device copy of `bytes` host bytes (at least 4 bytes allocated, so that empty tensors still
-// get a non-null pointer).
-absl::StatusOr<cuda::DeviceBuffer> Upload(const void* src, size_t bytes) {
-  ANVIL_ASSIGN_OR_RETURN(auto b, cuda::DeviceBuffer::Allocate(bytes + 4));
-  ANVIL_RETURN_IF_ERROR(b.CopyFromHost(src, bytes));
-  return b;
-}
 
 // Runs cuda MatMul on p with the weights placed `w_offset` bytes into their device buffer.
 absl::StatusOr<std::vector<float>> RunCuda(const Problem& p, size_t w_offset = 0) {

@@ -5,7 +5,6 @@
 // the vectorized path, others the scalar one); GetRows for every DType;
 // device-side checks of token ids and targets. Device tests skip where no GPU exists; the
 // NoDevice tests run everywhere.
-#include <cuda_runtime.h>
 
 #include <cmath>
 #include <memory>
@@ -22,6 +21,7 @@
 #include "kernels/cuda/context.h"
 #include "kernels/layer_ops.h"
 #include "kernels/softmax.h"
+#include "tests/testing/cuda_device.h"
 #include "tests/testing/kernel_check.h"
 #include "tests/testing/kernel_data.h"
 #include "tests/testing/status_matchers.h"
@@ -55,31 +55,20 @@ TEST(CudaOpsNoDevice, EveryOpNeedsAContext) {
   EXPECT_THAT(AdamW(gpu, AdamWArgs{nullptr, nullptr, nullptr, nullptr, 4}), bad);
 }
 
-// One context for the whole binary (creating cuBLAS per test is slow); never destroyed.
-cuda::Context* SharedContext() {
-  static cuda::Context* ctx = [] {
-    auto c = cuda::Context::Create();
-    return c.ok() ? c->release() : nullptr;
-  }();
-  return ctx;
-}
-
 class CudaOps : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (auto s = cuda::DeviceStatus(); !s.ok()) GTEST_SKIP() << s;
-    ctx_ = SharedContext();
+    ANVIL_SKIP_WITHOUT_CUDA_DEVICE();
+    ctx_ = testing::SharedCudaContext();
     ASSERT_NE(ctx_, nullptr) << "cuda::Context::Create failed";
   }
   ExecContext Gpu() const { return {Backend::kCuda, nullptr, ctx_}; }
 
-  // Device copy of `v`. cudaMemcpy from pageable memory may return before its DMA lands, and
-  // the ops run on a non-blocking stream, so wait for the whole device.
+  // Device copy of `v` (landed when this returns: DeviceBuffer copies synchronize the device).
   template <typename T>
   cuda::DeviceBuffer Up(const std::vector<T>& v) {
-    auto b = cuda::DeviceBuffer::FromHost(v.data(), v.size() * sizeof(T));
+    auto b = testing::Upload(v.data(), v.size() * sizeof(T));
     EXPECT_THAT(b, IsOk());
-    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     return b.ok() ? std::move(b).value() : cuda::DeviceBuffer();
   }
   // Waits for the context's stream, then copies `n` elements back.
