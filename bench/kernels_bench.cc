@@ -6,12 +6,9 @@
 // through enough weight copies (>= 2 GiB; this VM reports a 480 MB L3) that every call reads
 // its weights from memory. The F32 prefill shapes against OpenBLAS are in gemm_bench.cc.
 //   build/release/bench/kernels_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>

@@ -6,12 +6,9 @@
 // is 192 KB and stays in cache between iterations, so its fraction can exceed 1.
 //   build/h_ops/bench/training_ops_bench --benchmark_repetitions=3
 //   (add --benchmark_report_aggregates_only=true for medians only)
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
