@@ -26,6 +26,20 @@ struct CrossEntropyArgs {
 // kernel records the first bad row and the launcher reports it after the kernel).
 absl::Status CrossEntropy(const ExecContext& ctx, const CrossEntropyArgs& args);
 
+// dlogits[t] = dloss[t] * (softmax(logits[t]) - onehot(targets[t])), using lse from CrossEntropy;
+// rows with a negative target get zeros. dlogits may alias logits.
+struct CrossEntropyBackwardArgs {
+  const float* logits = nullptr;     // [T][V]
+  const float* lse = nullptr;        // [T]
+  const int32_t* targets = nullptr;  // [T]
+  const float* dloss = nullptr;      // [T] upstream gradient per row (e.g. 1/N for a mean)
+  float* dlogits = nullptr;          // [T][V] overwritten
+  int64_t t = 0, v = 0;
+};
+// InvalidArgument when a target is >= V, as CrossEntropy (host backends check first; the CUDA
+// kernel zeroes that row, records the first bad row and the launcher reports it).
+absl::Status CrossEntropyBackward(const ExecContext& ctx, const CrossEntropyBackwardArgs& args);
+
 }  // namespace anvil
 
 #endif  // ANVIL_KERNELS_CROSS_ENTROPY_H_

@@ -11,6 +11,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/gemm.h"
 #include "kernels/layer_ops.h"
+#include "kernels/layer_ops_backward.h"
 #include "kernels/matmul.h"
 #include "kernels/reference/reference.h"
 #include "kernels/softmax.h"
@@ -219,6 +220,80 @@ absl::Status AdamW(const ExecContext& ctx, const AdamWArgs& args) {
       "adamw", ctx, [&] { reference::AdamW(args); },
       [&](ThreadPool* pool) { return cpu::AdamW(pool, args); },
       ANVIL_ON_GPU(AdamW(gpu, args)));
+}
+
+// ---- Backward ops (layer_ops_backward.h, cross_entropy.h) ----------------------------------
+
+absl::Status RmsNormBackward(const ExecContext& ctx, const RmsNormBackwardArgs& args) {
+  if (args.t < 0 || args.c <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rms_norm_backward: bad shape T=", args.t, " C=", args.c));
+  }
+  return Route(
+      "rms_norm_backward", ctx, [&] { reference::RmsNormBackward(args); },
+      [&](ThreadPool* pool) { return cpu::RmsNormBackward(pool, args); },
+      ANVIL_ON_GPU(RmsNormBackward(gpu, args)));
+}
+
+absl::Status AttentionBackward(const ExecContext& ctx, const AttentionBackwardArgs& args) {
+  if (args.t < 0 || args.h <= 0 || args.d <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention_backward: bad shape T=", args.t, " H=", args.h, " D=", args.d));
+  }
+  if (args.h_kv <= 0 || args.h % args.h_kv != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention_backward: H=", args.h, " is not a multiple of Hkv=", args.h_kv));
+  }
+  return Route(
+      "attention_backward", ctx, [&] { reference::AttentionBackward(args); },
+      [&](ThreadPool* pool) { return cpu::AttentionBackward(pool, args); },
+      ANVIL_ON_GPU(AttentionBackward(gpu, args)));
+}
+
+absl::Status SwiGluBackward(const ExecContext& ctx, const SwiGluBackwardArgs& args) {
+  if (args.n < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("swiglu_backward: n=", args.n, " < 0"));
+  }
+  return Route(
+      "swiglu_backward", ctx, [&] { reference::SwiGluBackward(args); },
+      [&](ThreadPool* pool) { return cpu::SwiGluBackward(pool, args); },
+      ANVIL_ON_GPU(SwiGluBackward(gpu, args)));
+}
+
+absl::Status EmbeddingBackward(const ExecContext& ctx, const EmbeddingBackwardArgs& args) {
+  if (args.t < 0 || args.v <= 0 || args.c <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("embedding_backward: bad shape T=", args.t,
+                                                   " V=", args.v, " C=", args.c));
+  }
+  for (int64_t t = 0; OnHost(ctx) && t < args.t; ++t) {
+    if (args.ids[t] < 0 || args.ids[t] >= args.v) {
+      return absl::InvalidArgumentError(absl::StrCat("embedding_backward: token id ",
+                                                     args.ids[t], " at position ", t,
+                                                     " is outside [0, ", args.v, ")"));
+    }
+  }
+  return Route(
+      "embedding_backward", ctx, [&] { reference::EmbeddingBackward(args); },
+      [&](ThreadPool* pool) { return cpu::EmbeddingBackward(pool, args); },
+      ANVIL_ON_GPU(EmbeddingBackward(gpu, args)));
+}
+
+absl::Status CrossEntropyBackward(const ExecContext& ctx, const CrossEntropyBackwardArgs& args) {
+  if (args.t < 0 || args.v <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cross_entropy_backward: bad shape T=", args.t, " V=", args.v));
+  }
+  for (int64_t t = 0; OnHost(ctx) && t < args.t; ++t) {
+    if (args.targets[t] >= args.v) {
+      return absl::InvalidArgumentError(absl::StrCat("cross_entropy_backward: target ",
+                                                     args.targets[t], " at row ", t,
+                                                     " is not below V=", args.v));
+    }
+  }
+  return Route(
+      "cross_entropy_backward", ctx, [&] { reference::CrossEntropyBackward(args); },
+      [&](ThreadPool* pool) { return cpu::CrossEntropyBackward(pool, args); },
+      ANVIL_ON_GPU(CrossEntropyBackward(gpu, args)));
 }
 
 }  // namespace anvil

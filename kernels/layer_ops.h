@@ -25,7 +25,8 @@ absl::Status RmsNorm(const ExecContext& ctx, const RmsNormArgs& args);
 
 // Rotary embedding in place, llama.cpp's NORM mode (adjacent pairs (2i, 2i+1)) or NEOX mode
 // (pairs (i, i + n_rot/2)). theta_i = pos * freq_base^(-2i/n_rot), computed iteratively in
-// float as ggml does.
+// float as ggml does. With `inverse` each pair is rotated by -theta instead (sin negated): the
+// backward pass of Rope, applied in place to dQ/dK.
 struct RopeArgs {
   float* x = nullptr;          // [T][H][D]
   const int32_t* pos = nullptr;  // [T]
@@ -33,6 +34,7 @@ struct RopeArgs {
   int64_t n_rot = 0;           // rotated dims (<= D, even)
   float freq_base = 10000.0f;
   bool neox = false;
+  bool inverse = false;        // rotate by -theta (the transpose of the forward rotation)
 };
 absl::Status Rope(const ExecContext& ctx, const RopeArgs& args);
 

@@ -9,6 +9,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/gemm.h"
 #include "kernels/layer_ops.h"
+#include "kernels/layer_ops_backward.h"
 #include "kernels/matmul.h"
 #include "kernels/softmax.h"
 
@@ -31,6 +32,14 @@ absl::Status LogSumExp(ThreadPool* pool, const LogSumExpArgs& args);
 absl::Status CrossEntropy(ThreadPool* pool, const CrossEntropyArgs& args);
 absl::Status AdamW(ThreadPool* pool, const AdamWArgs& args);
 absl::Status Gemm(ThreadPool* pool, const GemmArgs& args);
+
+// Backward ops (rms_norm_backward.cc, attention_backward.cc, elementwise_backward.cc,
+// cross_entropy_backward.cc). Not bit-identical to the reference: tested within atol + rtol.
+absl::Status RmsNormBackward(ThreadPool* pool, const RmsNormBackwardArgs& args);
+absl::Status AttentionBackward(ThreadPool* pool, const AttentionBackwardArgs& args);
+absl::Status SwiGluBackward(ThreadPool* pool, const SwiGluBackwardArgs& args);
+absl::Status EmbeddingBackward(ThreadPool* pool, const EmbeddingBackwardArgs& args);
+absl::Status CrossEntropyBackward(ThreadPool* pool, const CrossEntropyBackwardArgs& args);
 
 }  // namespace anvil::cpu
 

@@ -94,6 +94,9 @@ absl::Status Rope(ThreadPool* pool, const RopeArgs& a) {
     std::vector<float> cs(half), sn(half), cs2(2 * half), sc2(2 * half);
     for (int64_t t = t0; t < t1; ++t) {
       reference::RopeCosSin(a.pos[t], a.n_rot, a.freq_base, cs.data(), sn.data());
+      if (a.inverse) {  // rotate by -theta: sin negated (exact), as the reference does
+        for (float& s : sn) s = -s;
+      }
       for (int64_t i = 0; i < half; ++i) {
         cs2[2 * i] = sc2[2 * i + 1] = cs[i];
         cs2[2 * i + 1] = sc2[2 * i] = sn[i];

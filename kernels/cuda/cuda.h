@@ -14,6 +14,7 @@
 #include "kernels/cuda/context.h"
 #include "kernels/gemm.h"
 #include "kernels/layer_ops.h"
+#include "kernels/layer_ops_backward.h"
 #include "kernels/matmul.h"
 #include "kernels/softmax.h"
 
@@ -34,6 +35,13 @@ absl::Status Softmax(Context& ctx, const SoftmaxArgs& args);
 absl::Status LogSumExp(Context& ctx, const LogSumExpArgs& args);
 absl::Status CrossEntropy(Context& ctx, const CrossEntropyArgs& args);
 absl::Status AdamW(Context& ctx, const AdamWArgs& args);
+
+// Backward ops (ops_backward.cc and one <op>_backward.cu per op).
+absl::Status RmsNormBackward(Context& ctx, const RmsNormBackwardArgs& args);
+absl::Status AttentionBackward(Context& ctx, const AttentionBackwardArgs& args);
+absl::Status SwiGluBackward(Context& ctx, const SwiGluBackwardArgs& args);
+absl::Status EmbeddingBackward(Context& ctx, const EmbeddingBackwardArgs& args);
+absl::Status CrossEntropyBackward(Context& ctx, const CrossEntropyBackwardArgs& args);
 
 }  // namespace anvil::cuda
 

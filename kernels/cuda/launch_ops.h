@@ -16,9 +16,11 @@ cudaError_t LaunchRmsNorm(const float* x, const float* w, float* y, int64_t t, i
                           float eps, cudaStream_t stream);
 
 // rope.cu. x: [t][h][d] in place; pos: [t]. theta_scale = freq_base^(-2/n_rot), computed on the
-// host exactly as the reference does. n_rot even, 2 <= n_rot <= d.
+// host exactly as the reference does. n_rot even, 2 <= n_rot <= d. sin_sign: 1 (forward) or -1
+// (the inverse rotation, RopeArgs::inverse).
 cudaError_t LaunchRope(float* x, const int32_t* pos, int64_t t, int64_t h, int64_t d,
-                       int64_t n_rot, float theta_scale, bool neox, cudaStream_t stream);
+                       int64_t n_rot, float theta_scale, bool neox, float sin_sign,
+                       cudaStream_t stream);
 
 // attention.cu. q, out: [t][h][d]; k, v: [past+t][h_kv][d]. 1 <= d <= kAttentionMaxHeadDim,
 // h % h_kv == 0. `partials` is device scratch of AttentionPartialFloats(...) floats (may be null

@@ -6,15 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <initializer_list>
 #include <limits>
-#include <utility>
 
 #include <cuda_runtime.h>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/core/status_macros.h"
 #include "kernels/cuda/cuda.h"
+#include "kernels/cuda/host_checks.h"
 #include "kernels/cuda/launch_ops.h"
 #include "kernels/dtype.h"
 #include "kernels/reference/adamw_update.h"
@@ -22,58 +21,8 @@
 namespace anvil::cuda {
 namespace {
 
-constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
-constexpr unsigned kNoBadIndex = 0xffffffffu;
 // Rope keeps the cos/sin table of one token in (default, 48 KB) shared memory.
 constexpr int64_t kRopeMaxRot = 8192;
-
-cudaStream_t Stream(Context& ctx) { return static_cast<cudaStream_t>(ctx.stream()); }
-
-absl::Status Launch(cudaError_t err, const char* op) { return CudaStatus(err, op); }
-
-// InvalidArgument unless every named pointer is set.
-absl::Status NeedPointers(const char* op,
-                          std::initializer_list<std::pair<const char*, const void*>> ptrs) {
-  for (const auto& [name, p] : ptrs) {
-    if (p == nullptr) return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is null"));
-  }
-  return absl::OkStatus();
-}
-
-// InvalidArgument unless lo <= value <= hi.
-absl::Status NeedRange(const char* op, const char* name, int64_t value, int64_t lo, int64_t hi) {
-  if (value < lo || value > hi) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": ", name, "=", value, " is outside [", lo, ", ", hi, "]"));
-  }
-  return absl::OkStatus();
-}
-
-// A device word set to kNoBadIndex, in the context's workspace, for a kernel to lower.
-absl::StatusOr<unsigned*> BadIndexWord(Context& ctx, const char* op) {
-  ANVIL_ASSIGN_OR_RETURN(void* ws, ctx.Workspace(sizeof(unsigned)));
-  ANVIL_RETURN_IF_ERROR(
-      CudaStatus(cudaMemsetAsync(ws, 0xff, sizeof(unsigned), Stream(ctx)), op));
-  return static_cast<unsigned*>(ws);
-}
-
-// Waits for the stream and returns the word a kernel lowered, or kNoBadIndex.
-absl::StatusOr<unsigned> ReadBadIndex(Context& ctx, const unsigned* word, const char* op) {
-  unsigned host = kNoBadIndex;
-  ANVIL_RETURN_IF_ERROR(CudaStatus(
-      cudaMemcpyAsync(&host, word, sizeof(host), cudaMemcpyDeviceToHost, Stream(ctx)), op));
-  ANVIL_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(Stream(ctx)), op));
-  return host;
-}
-
-// One int32 of device memory (a token id or target at a reported position).
-absl::StatusOr<int32_t> ReadDeviceInt(Context& ctx, const int32_t* p, const char* op) {
-  int32_t host = 0;
-  ANVIL_RETURN_IF_ERROR(CudaStatus(
-      cudaMemcpyAsync(&host, p, sizeof(host), cudaMemcpyDeviceToHost, Stream(ctx)), op));
-  ANVIL_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(Stream(ctx)), op));
-  return host;
-}
 
 }  // namespace
 
@@ -101,7 +50,9 @@ absl::Status Rope(Context& ctx, const RopeArgs& a) {
   ANVIL_RETURN_IF_ERROR(NeedPointers("rope", {{"x", a.x}, {"pos", a.pos}}));
   // The reference's theta step (reference::RopeCosSin), computed here by the same host powf.
   const float theta_scale = std::pow(a.freq_base, -2.0f / static_cast<float>(a.n_rot));
-  return Launch(LaunchRope(a.x, a.pos, a.t, a.h, a.d, a.n_rot, theta_scale, a.neox, Stream(ctx)),
+  // inverse (the backward pass) rotates by -theta: the kernel negates its sines (exactly).
+  return Launch(LaunchRope(a.x, a.pos, a.t, a.h, a.d, a.n_rot, theta_scale, a.neox,
+                           a.inverse ? -1.0f : 1.0f, Stream(ctx)),
                 "rope");
 }
 

@@ -4,6 +4,7 @@
 // cos/sin taken in double and rounded once, which matches the host's correctly rounded
 // cosf/sinf. The rotation keeps the reference's fused form (kernels/reference/layer_ops.cc):
 //   y0 = fma(x0, cos, -(x1 * sin)),  y1 = fma(x0, sin, x1 * cos).
+// sin_sign = -1 negates the sines (exactly): the inverse rotation, Rope's backward pass.
 #include "kernels/cuda/launch_ops.h"
 
 namespace anvil::cuda {
@@ -13,7 +14,7 @@ constexpr int kRopeThreads = 128;
 
 // x: [t][h][d] in place; pos: [t]. Dynamic shared memory: 2 * (n_rot/2) floats.
 __global__ void RopeTokenKernel(float* x, const int32_t* pos, int h, int d, int n_rot,
-                                float theta_scale, bool neox) {
+                                float theta_scale, bool neox, float sin_sign) {
   extern __shared__ float table[];  // cos[half], then sin[half]
   const int half = n_rot / 2;
   float* cs = table;
@@ -24,7 +25,7 @@ __global__ void RopeTokenKernel(float* x, const int32_t* pos, int h, int d, int 
     float theta = p;
     for (int j = 0; j < i; ++j) theta = __fmul_rn(theta, theta_scale);
     cs[i] = static_cast<float>(cos(static_cast<double>(theta)));
-    sn[i] = static_cast<float>(sin(static_cast<double>(theta)));
+    sn[i] = sin_sign * static_cast<float>(sin(static_cast<double>(theta)));
   }
   __syncthreads();
   float* xt = x + tok * h * d;
@@ -43,11 +44,12 @@ __global__ void RopeTokenKernel(float* x, const int32_t* pos, int h, int d, int 
 }  // namespace
 
 cudaError_t LaunchRope(float* x, const int32_t* pos, int64_t t, int64_t h, int64_t d,
-                       int64_t n_rot, float theta_scale, bool neox, cudaStream_t stream) {
+                       int64_t n_rot, float theta_scale, bool neox, float sin_sign,
+                       cudaStream_t stream) {
   const size_t shared = static_cast<size_t>(n_rot) * sizeof(float);
   RopeTokenKernel<<<static_cast<unsigned>(t), kRopeThreads, shared, stream>>>(
       x, pos, static_cast<int>(h), static_cast<int>(d), static_cast<int>(n_rot), theta_scale,
-      neox);
+      neox, sin_sign);
   return cudaGetLastError();
 }
 

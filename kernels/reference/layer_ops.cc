@@ -64,10 +64,14 @@ void RopeCosSin(int32_t pos, int64_t n_rot, float freq_base, float* cos_out, flo
 // ggml's rope (NORM or NEOX pairs) with the fused multiply-adds gcc contracts its rotation
 // into (checked against llama.cpp's dumps):
 //   y0 = fma(x0, cos, -(x1 * sin)),  y1 = fma(x0, sin, x1 * cos).
+// inverse negates sin (exact), which rotates by -theta as ggml's rope-back does (sin_sign = -1).
 ANVIL_FMA_CLONES void Rope(const RopeArgs& a) {
   std::vector<float> cs(static_cast<size_t>(a.n_rot / 2)), sn(cs.size());
   for (int64_t t = 0; t < a.t; ++t) {
     RopeCosSin(a.pos[t], a.n_rot, a.freq_base, cs.data(), sn.data());
+    if (a.inverse) {
+      for (float& s : sn) s = -s;
+    }
     for (int64_t h = 0; h < a.h; ++h) {
       float* x = a.x + (t * a.h + h) * a.d;
       for (int64_t i = 0; i < a.n_rot / 2; ++i) {

@@ -8,6 +8,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/gemm.h"
 #include "kernels/layer_ops.h"
+#include "kernels/layer_ops_backward.h"
 #include "kernels/matmul.h"
 #include "kernels/softmax.h"
 
@@ -28,6 +29,14 @@ void LogSumExp(const LogSumExpArgs& args);
 void CrossEntropy(const CrossEntropyArgs& args);
 void AdamW(const AdamWArgs& args);
 void Gemm(const GemmArgs& args);
+
+// Backward ops (layer_ops_backward.cc, cross_entropy.cc). The backward of Rope is Rope with
+// RopeArgs::inverse.
+void RmsNormBackward(const RmsNormBackwardArgs& args);
+void AttentionBackward(const AttentionBackwardArgs& args);
+void SwiGluBackward(const SwiGluBackwardArgs& args);
+void EmbeddingBackward(const EmbeddingBackwardArgs& args);
+void CrossEntropyBackward(const CrossEntropyBackwardArgs& args);
 
 // The theta schedule of ggml's rope: cos/sin of theta_i for i in [0, n_rot/2) at `pos`.
 void RopeCosSin(int32_t pos, int64_t n_rot, float freq_base, float* cos_out, float* sin_out);
