@@ -19,7 +19,7 @@ try:
     have = md.version(name)
 except md.PackageNotFoundError:
     sys.exit(1)
-sys.exit(0 if (not ver or have == ver) else 1)
+sys.exit(0 if (not ver or have.split("+")[0] == ver) else 1)  # 2.5.1+cu124 satisfies ==2.5.1
 PY
 }
 
