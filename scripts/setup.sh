@@ -10,7 +10,7 @@ ANVIL_BUILD_DIR="${ANVIL_BUILD_DIR:-$ANVIL_ROOT/build/release}"
 ANVIL_APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-venv
   python3-pip unzip libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libicu-dev libopenblas-dev
+  nlohmann-json3-dev libicu-dev libopenblas-dev libyaml-cpp-dev
 )
 
 anvil_ensure_packages() {
