@@ -23,10 +23,14 @@ Command ChatCommand();
 Command PerplexityCommand();
 Command BenchCommand();
 Command DemoCommand();
+Command TrainBenchCommand();
+Command FinetuneCommand();
+Command EvalChatCommand();
 
 inline std::vector<Command> AllCommands() {
   return {InfoCommand(),       TokenizeCommand(), GenerateCommand(), ChatCommand(),
-          PerplexityCommand(), BenchCommand(),    DemoCommand()};
+          PerplexityCommand(), BenchCommand(),    DemoCommand(),    FinetuneCommand(),
+          EvalChatCommand(),   TrainBenchCommand()};
 }
 
 }  // namespace anvil::cli
