@@ -430,9 +430,6 @@ void ReadRecipe(const YAML::Node& root, Errors* errors, Recipe* r, const std::st
 }  // namespace
 
 // Names in enum order (the enums in recipe.h are dense and start at 0).
-const char* TrainMethodName(TrainMethod m) {
-  return std::array{"full", "lora", "qlora"}[static_cast<size_t>(m)];
-}
 const char* LossKindName(LossKind l) {
   return std::array{"sft", "lm", "dpo"}[static_cast<size_t>(l)];
 }

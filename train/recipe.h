@@ -13,16 +13,15 @@
 
 #include "absl/status/statusor.h"
 #include "model/lora.h"
+#include "model/trainable_llama.h"  // TrainMethod, TrainMethodName
 
 namespace anvil::train {
 
-enum class TrainMethod { kFull, kLora, kQlora };  // "full", "lora", "qlora"
 enum class LossKind { kSft, kLm, kDpo };          // "sft", "lm", "dpo"
 enum class LrDecay { kLinear, kCosine, kConstant };
 enum class AdapterFormat { kPeft, kGguf };
 enum class MergedType { kNone, kF32, kF16 };
 
-const char* TrainMethodName(TrainMethod m);
 const char* LossKindName(LossKind l);
 const char* LrDecayName(LrDecay d);
 const char* AdapterFormatName(AdapterFormat f);

@@ -24,15 +24,6 @@
 namespace anvil::train {
 namespace {
 
-::anvil::TrainMethod ModelMethod(TrainMethod m) {
-  switch (m) {
-    case TrainMethod::kFull: return ::anvil::TrainMethod::kFull;
-    case TrainMethod::kLora: return ::anvil::TrainMethod::kLora;
-    case TrainMethod::kQlora: return ::anvil::TrainMethod::kQLora;
-  }
-  return ::anvil::TrainMethod::kLora;
-}
-
 std::string Duration(double s) {
   if (!(s >= 0) || s > 1e7) return "?";
   const auto t = static_cast<int64_t>(s + 0.5);
@@ -110,7 +101,7 @@ absl::Status FinetuneRun::Load() {
     return absl::InvalidArgumentError(absl::StrCat(data.name, ": no example left to train on"));
   }
   TrainableOptions to;
-  to.method = ModelMethod(recipe_.method);
+  to.method = recipe_.method;
   to.lora = recipe_.lora;
   to.gradient_checkpointing = recipe_.train.gradient_checkpointing;
   to.seed = recipe_.train.seed;

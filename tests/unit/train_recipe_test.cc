@@ -105,7 +105,7 @@ log: {metrics: /tmp/m.jsonl, every: 5}
   setenv("HOME", saved_home.c_str(), 1);
   ANVIL_ASSERT_OK_AND_ASSIGN(const Recipe r, parsed);
   EXPECT_EQ(r.model, "/abs/m.gguf");
-  EXPECT_EQ(r.method, TrainMethod::kQlora);
+  EXPECT_EQ(r.method, TrainMethod::kQLora);
   EXPECT_EQ(r.loss, LossKind::kDpo);
   EXPECT_EQ(r.data.eval, "/base/recipes/e.jsonl");
   EXPECT_EQ(r.data.max_length, 128);
