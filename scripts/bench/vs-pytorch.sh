@@ -21,13 +21,6 @@ ANVIL="${ANVIL_BIN:-$ROOT/build/release/cli/anvil}"
 
 VENV="$ROOT/build/torch-venv"
 REQS=("torch==2.5.1" "peft==0.13.2" "transformers==4.46.3" "gguf" "numpy")
-# A CUDA wheel reports 2.5.1+cu124, which ensure_venv's exact match would take for a missing
-# pin; PEP 440 matches it to ==2.5.1, so accept it here and keep torch out of the list.
-if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c \
-    'import importlib.metadata as m, sys; sys.exit(m.version("torch").split("+")[0] != "2.5.1")' \
-    2>/dev/null; then
-  REQS=("${REQS[@]:1}")
-fi
 # shellcheck source=../reference/ensure_venv.sh
 source "$ROOT/scripts/reference/ensure_venv.sh"
 ensure_venv "$VENV" "${REQS[@]}"
