@@ -14,7 +14,6 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
-#include <numeric>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
@@ -102,7 +101,12 @@ int64_t ElementSize(ElementType t) {
 }
 
 int64_t TensorView::num_elements() const {
-  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+  // Unsigned so that an empty tensor with huge dimensions before its zero ([2^62, 2, 0] U8, which
+  // the reader accepts like Python's) yields 0 instead of signed-overflow UB; a parsed non-empty
+  // tensor's product fits, being bounded by its byte count.
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return static_cast<int64_t>(n);
 }
 
 // ---------------------------------------------------------------------------------------------
