@@ -227,10 +227,40 @@ def rejected_answer(rng, sentence, people, places, firsts):
     return answer(p, l)
 
 
-def make_split(rng, split, count):
+# Invented names for the training split only: with a few hundred real names a small model
+# learns the list (it "corrects" an unseen test place to a train name it resembles); invented
+# ones make copying the span from the sentence the only way to be right.
+ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
+          "gr", "kr", "st", "tr", "sh", "th", "ch", "bl", "pl", "sk", "sv", "kv", "j"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou", "ia", "ea"]
+CODAS = ["", "", "", "n", "r", "l", "s", "k", "m", "t", "nd", "rk", "st", "sh"]
+PLACE_ENDINGS = ["", "", "a", "ia", "burg", "ford", "stan", "ville", "port", "grad", "holm",
+                 "wick", "ton", "abad", "heim", "ova", "polis", "haven"]
+
+
+def invented_names(rng, count, syllables, endings, taken):
+    out, seen = [], set(taken)
+    while len(out) < count:
+        n = syllables[0] + rng.below(syllables[1] - syllables[0] + 1)
+        word = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS)
+                       for _ in range(n)) + rng.choice(endings)
+        word = word[:1].upper() + word[1:]
+        if 3 <= len(word) <= 14 and word not in seen:
+            seen.add(word)
+            out.append(word)
+    return out
+
+
+def make_split(rng, split, count, seed):
     firsts = split_pool(FIRST_NAMES, split)
     lasts = split_pool(SURNAMES, split)
     places = split_pool(PLACES, split)
+    if split == "train":
+        names_rng = SplitMix64(seed * 1000003 + 200)
+        real = set(FIRST_NAMES) | set(SURNAMES) | set(PLACES)
+        firsts = firsts + invented_names(names_rng, 150, (1, 2), ["", "", "a", "o", "in", "el"], real)
+        lasts = lasts + invented_names(names_rng, 150, (1, 2), ["", "", "son", "ov", "ez", "ski"], real | set(firsts))
+        places = places + invented_names(names_rng, 150, (1, 2), PLACE_ENDINGS, real | set(firsts) | set(lasts))
     templates = {"train": TRAIN_TEMPLATES, "dev": DEV_TEMPLATES, "test": TEST_TEMPLATES}[split]
     records = []
     for _ in range(count):
@@ -263,7 +293,7 @@ def main(argv):
     for offset, (split, count) in enumerate(
             [("train", args.train), ("dev", args.dev), ("test", args.test)]):
         rng = SplitMix64(args.seed * 1000003 + offset)  # one stream per split
-        records, firsts = make_split(rng, split, count)
+        records, firsts = make_split(rng, split, count, args.seed)
         write_jsonl(os.path.join(args.out, split + ".jsonl"), [
             {"messages": [{"role": "user", "content": user_turn(s)},
                           {"role": "assistant", "content": answer(p, l)}]}
