@@ -139,7 +139,7 @@ absl::StatusOr<double> TrainStep(TrainableLlama& model, train::AdamWOptimizer& o
   ANVIL_RETURN_IF_ERROR(
       train::CrossEntropyGrad(ex, model.logits(), lse.data(), targets.data(), dloss.data(), n, v));
   ANVIL_RETURN_IF_ERROR(model.Backward());
-  opt.ClipGradNorm(&model.params(), kMaxGradNorm);
+  opt.ClipGradNorm(model.exec(), &model.params(), kMaxGradNorm);
   ANVIL_RETURN_IF_ERROR(opt.Step(ex, &model.params(), kLearningRate));
   return sums.loss_sum / static_cast<double>(sums.count);
 }

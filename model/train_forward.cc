@@ -152,7 +152,10 @@ absl::Status TrainableLlama::Forward(const SequenceBatch& batch, const ForwardOp
         GetRows(exec_, {w.token_embd.type, w.token_embd.data, batch.tokens.data(), x, n, V, C}));
   }
   const bool keep_all = fo.record && !options_.gradient_checkpointing;
-  acts_.resize(keep_all ? static_cast<size_t>(c.n_layer) : 1);
+  // Never shrink: a no-record forward (DPO's reference, evaluation) between training steps
+  // would otherwise free every layer's activations and fault them back in on the next step.
+  const size_t need = keep_all ? static_cast<size_t>(c.n_layer) : 1;
+  if (acts_.size() < need) acts_.resize(need);
   if (fo.record) x_in_.resize(static_cast<size_t>(c.n_layer));
   for (int64_t l = 0; l < c.n_layer; ++l) {
     if (fo.record) x_in_[static_cast<size_t>(l)].assign(x, x + n * C);

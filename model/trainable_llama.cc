@@ -195,7 +195,12 @@ TrainParam* TrainableLlama::FindParam(const std::string& name) {
 }
 
 void TrainableLlama::ZeroGrad() {
-  for (TrainParam& p : params_) std::memset(p.grad.data(), 0, sizeof(float) * p.grad.size());
+  // Split over the pool: full fine-tuning clears 540 MB of gradients every step.
+  for (TrainParam& p : params_) {
+    float* g = p.grad.data();
+    ParallelFor(pool_.get(), static_cast<int64_t>(p.grad.size()), int64_t{1} << 16,
+                [g](int64_t b, int64_t e, int) { std::memset(g + b, 0, sizeof(float) * (e - b)); });
+  }
 }
 
 const float* TrainableLlama::Weight(const WeightMatrix& m, const TrainParam* full,

@@ -28,8 +28,10 @@ class AdamWOptimizer {
 
   // Global L2 norm of all gradients (before clipping). When max_norm > 0 and the norm exceeds
   // it, scales every gradient by max_norm / (norm + 1e-6) in float, as
-  // torch.nn.utils.clip_grad_norm_ does.
-  double ClipGradNorm(std::vector<TrainParam>* params, double max_norm) const;
+  // torch.nn.utils.clip_grad_norm_ does. Runs on the context's pool in fixed chunks whose
+  // partial sums are added in order, so the result does not depend on the thread count.
+  double ClipGradNorm(const ExecContext& ex, std::vector<TrainParam>* params,
+                      double max_norm) const;
 
   // One AdamW step at learning rate `lr` (moments are created on the first call, sized like
   // the params; FailedPrecondition if the params changed shape since).

@@ -231,7 +231,7 @@ absl::Status FinetuneRun::TrainStep(int64_t step, StepMetrics* m) {
       *x *= inv;
     }
   }
-  m->grad_norm = optimizer_->ClipGradNorm(&model_->params(), recipe_.optim.grad_clip);
+  m->grad_norm = optimizer_->ClipGradNorm(model_->exec(), &model_->params(), recipe_.optim.grad_clip);
   ScheduleConfig sc;
   sc.warmup_steps = recipe_.schedule.warmup_steps;
   sc.decay = recipe_.schedule.decay;

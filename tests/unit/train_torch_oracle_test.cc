@@ -220,7 +220,7 @@ TEST_P(TorchOracleTest, FiveAdamWStepsWithClipping) {
   for (int step = 1; step <= 5; ++step) {
     const double loss = SftStep(m->get(), b, true);
     EXPECT_NEAR(loss, losses[static_cast<size_t>(step) - 1], 1e-5 * loss) << "step " << step;
-    const double norm = adam.ClipGradNorm(&(*m)->params(), 1.0);
+    const double norm = adam.ClipGradNorm((*m)->exec(), &(*m)->params(), 1.0);
     EXPECT_NEAR(norm, norms[static_cast<size_t>(step) - 1], 1e-4 * norm) << "step " << step;
     ASSERT_THAT(adam.Step((*m)->exec(), &(*m)->params(), 1e-3), IsOk());
     for (const TrainParam& p : (*m)->params()) {
