@@ -2,12 +2,7 @@
 // order, every tensor padded to the alignment, the last one too) and writes it atomically.
 #include "model/gguf_writer.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -15,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/core/status_macros.h"
+#include "model/file_io.h"
 
 namespace anvil::gguf {
 namespace {
@@ -198,10 +194,6 @@ absl::Status TensorError(absl::string_view name, absl::string_view problem) {
       absl::StrCat("gguf writer: tensor '", name, "': ", problem));
 }
 
-std::string ErrnoMessage(absl::string_view what, const std::string& path, int e) {
-  return absl::StrCat(path, ": ", what, ": ", std::strerror(e));
-}
-
 }  // namespace
 
 void GgufWriter::Set(std::string key, Value value) {
@@ -299,49 +291,7 @@ absl::StatusOr<std::string> GgufWriter::Serialize() const {
 
 absl::Status GgufWriter::WriteFile(const std::string& path) const {
   ANVIL_ASSIGN_OR_RETURN(const std::string bytes, Serialize());
-  // A temporary next to the target, so the final rename stays within one file system.
-  std::string tmp = path + ".tmp.XXXXXX";
-  const int fd = mkstemp(tmp.data());
-  if (fd < 0) {
-    const int e = errno;
-    return absl::ErrnoToStatus(e, ErrnoMessage("cannot create a temporary file", path, e));
-  }
-  auto fail = [&](absl::string_view what) {
-    const int e = errno;
-    close(fd);
-    unlink(tmp.c_str());
-    return absl::ErrnoToStatus(e, ErrnoMessage(what, tmp, e));
-  };
-  if (fchmod(fd, 0644) != 0) return fail("cannot set permissions");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) errno = EIO;
-    if (n <= 0) return fail("write failed");
-    done += static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) return fail("fsync failed");
-  if (close(fd) != 0) {
-    const int e = errno;
-    unlink(tmp.c_str());
-    return absl::ErrnoToStatus(e, ErrnoMessage("close failed", tmp, e));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    unlink(tmp.c_str());
-    return absl::ErrnoToStatus(e, ErrnoMessage("cannot rename the temporary file into place",
-                                               path, e));
-  }
-  // Make the rename durable (best effort: some file systems refuse fsync on directories).
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, bytes);
 }
 
 }  // namespace anvil::gguf

@@ -4,14 +4,10 @@
 // in safetensors_writer.cc.
 #include "model/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <exception>
 
@@ -21,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "kernels/core/half.h"
 #include "kernels/core/status_macros.h"
+#include "model/file_io.h"
 #include "nlohmann/json.hpp"
 
 namespace anvil::safetensors {
@@ -118,38 +115,12 @@ SafetensorsFile::~SafetensorsFile() {
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path,
                                                                        const ReadLimits& limits) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    if (e == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, ": cannot open for reading: ", std::strerror(e)));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    close(fd);
-    return absl::FailedPreconditionError(absl::StrCat(path, ": cannot stat: ", std::strerror(e)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  }
+  ANVIL_ASSIGN_OR_RETURN(MappedFile mapped, MappedFile::Open(path));
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile);
   file->name_ = path;
-  file->size_ = static_cast<uint64_t>(st.st_size);
-  if (file->size_ > 0) {
-    void* m = mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      const int e = errno;
-      close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, ": cannot map ", file->size_, " bytes: ", std::strerror(e)));
-    }
-    file->mapping_ = m;  // unmapped by the destructor, also on parse errors below
-    file->base_ = static_cast<const uint8_t*>(m);
-  }
-  close(fd);  // the mapping keeps the file alive
+  file->size_ = mapped.size();
+  file->base_ = mapped.data();
+  file->mapping_ = mapped.Release();  // unmapped by the destructor, also on parse errors below
   ANVIL_RETURN_IF_ERROR(file->Parse(limits));
   return file;
 }

@@ -136,7 +136,7 @@ class SafetensorsWriter {
   std::vector<absl::Span<const uint8_t>> DataPieces() const;
   // The whole file in memory.
   std::string Serialize() const;
-  // Streams the file to `path` atomically (WriteFileAtomically).
+  // Streams the file to `path` atomically (anvil::WriteFileAtomically, model/file_io.h).
   absl::Status WriteFile(const std::string& path) const;
 
  private:
@@ -155,13 +155,6 @@ class SafetensorsWriter {
   absl::flat_hash_map<std::string, size_t> index_;
   uint64_t data_size_ = 0;
 };
-
-// Writes the concatenation of `pieces` to `path` so that a reader sees either the old file or
-// the complete new one: a temporary file in the same directory, fsync, rename over `path`, then
-// fsync of the directory. The temporary is removed on failure. Errors name the path and errno.
-absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::Span<const absl::Span<const uint8_t>> pieces);
-absl::Status WriteFileAtomically(const std::string& path, std::string_view contents);
 
 }  // namespace anvil::safetensors
 

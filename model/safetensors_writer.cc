@@ -1,15 +1,8 @@
 // The safetensors writer (SafetensorsWriter: deterministic, compact JSON header padded so the data
-// section is 8-byte aligned) and WriteFileAtomically, the crash-safe file write that this writer,
-// checkpoints and train/ exports share. Parsing and the element-type table live in safetensors.cc.
+// section is 8-byte aligned). Parsing and the element-type table live in safetensors.cc; the
+// crash-safe file write it streams through is WriteFileAtomically in file_io.cc.
 #include "model/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -17,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/core/status_macros.h"
+#include "model/file_io.h"
 #include "nlohmann/json.hpp"
 
 namespace anvil::safetensors {
@@ -171,66 +165,7 @@ absl::Status SafetensorsWriter::WriteFile(const std::string& path) const {
   pieces.push_back(
       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(header.data()), header.size()));
   for (const auto& e : entries_) pieces.push_back(e->bytes);
-  return WriteFileAtomically(path, pieces);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Atomic write
-
-absl::Status WriteFileAtomically(const std::string& path,
-                                 absl::Span<const absl::Span<const uint8_t>> pieces) {
-  // A temporary next to the target, so the final rename stays within one file system.
-  std::string tmp = path + ".tmp.XXXXXX";
-  const int fd = mkstemp(tmp.data());
-  if (fd < 0) {
-    const int e = errno;
-    return absl::ErrnoToStatus(
-        e, absl::StrCat(path, ": cannot create a temporary file: ", std::strerror(e)));
-  }
-  auto fail = [&](absl::string_view what) {
-    const int e = errno;
-    close(fd);
-    unlink(tmp.c_str());
-    return absl::ErrnoToStatus(e, absl::StrCat(tmp, ": ", what, ": ", std::strerror(e)));
-  };
-  if (fchmod(fd, 0644) != 0) return fail("cannot set permissions");
-  for (absl::Span<const uint8_t> piece : pieces) {
-    size_t done = 0;
-    while (done < piece.size()) {
-      const ssize_t n = write(fd, piece.data() + done, piece.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n == 0) errno = EIO;
-      if (n <= 0) return fail("write failed");
-      done += static_cast<size_t>(n);
-    }
-  }
-  if (fsync(fd) != 0) return fail("fsync failed");
-  if (close(fd) != 0) {
-    const int e = errno;
-    unlink(tmp.c_str());
-    return absl::ErrnoToStatus(e, absl::StrCat(tmp, ": close failed: ", std::strerror(e)));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    unlink(tmp.c_str());
-    return absl::ErrnoToStatus(
-        e, absl::StrCat(path, ": cannot rename the temporary file into place: ", std::strerror(e)));
-  }
-  // Make the rename durable (best effort: some file systems refuse fsync on directories).
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
-  const int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status WriteFileAtomically(const std::string& path, std::string_view contents) {
-  const absl::Span<const uint8_t> piece(reinterpret_cast<const uint8_t*>(contents.data()),
-                                        contents.size());
-  return WriteFileAtomically(path, absl::MakeConstSpan(&piece, 1));
+  return anvil::WriteFileAtomically(path, pieces);
 }
 
 }  // namespace anvil::safetensors

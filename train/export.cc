@@ -16,6 +16,7 @@
 #include "kernels/core/half.h"
 #include "kernels/core/status_macros.h"
 #include "kernels/quantize.h"
+#include "model/file_io.h"
 #include "model/gguf_writer.h"
 #include "model/safetensors.h"
 #include "nlohmann/json.hpp"
@@ -244,7 +245,7 @@ absl::Status WritePeftAdapter(const LoraAdapters& lora, const std::string& dir,
   }
   ANVIL_RETURN_IF_ERROR(CreateDir(dir));
   ANVIL_RETURN_IF_ERROR(writer.WriteFile(dir + "/adapter_model.safetensors"));
-  return safetensors::WriteFileAtomically(
+  return WriteFileAtomically(
       dir + "/adapter_config.json", PeftAdapterConfigJson(lora.config, base_model_name) + "\n");
 }
 
