@@ -227,40 +227,62 @@ def rejected_answer(rng, sentence, people, places, firsts):
     return answer(p, l)
 
 
-# Invented names for the training split only: with a few hundred real names a small model
-# learns the list (it "corrects" an unseen test place to a train name it resembles); invented
-# ones make copying the span from the sentence the only way to be right.
-ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-          "gr", "kr", "st", "tr", "sh", "th", "ch", "bl", "pl", "sk", "sv", "kv", "j"]
-VOWELS = ["a", "e", "i", "o", "u", "ai", "ei", "ou", "ia", "ea"]
-CODAS = ["", "", "", "n", "r", "l", "s", "k", "m", "t", "nd", "rk", "st", "sh"]
-PLACE_ENDINGS = ["", "", "a", "ia", "burg", "ford", "stan", "ville", "port", "grad", "holm",
-                 "wick", "ton", "abad", "heim", "ova", "polis", "haven"]
+# More real names for the training split only (dev/test pools are unchanged). With a small pool
+# the model learns the list and "corrects" an unseen test place to a train name it resembles
+# (Basel -> Basil); many names make copying the span (and re-spelling it without the leading
+# space it has in the sentence) the skill that pays.
+EXTRA_TRAIN_PLACES = """
+Aberdeen Abidjan Abuja Acapulco Adana Addis_Ababa Agra Ahmedabad Ajaccio Akron Albany Alicante
+Amiens Amritsar Anchorage Annecy Antalya Arequipa Arusha Asmara Astana Augsburg Austin Avignon
+Bamako Bandung Bangalore Banjul Barcelona Bari Bath Beira Belfast Belem Bergen Berlin Bern Bhopal
+Bilbao Birmingham Bishkek Bonn Bratsk Bremen Brighton Brussels Bujumbura Bursa
+Cadiz Cagliari Calais Cali Cambridge Canberra Cannes Cartagena Catania Cebu Chiang_Mai Chisinau
+Cincinnati Cleveland Coimbra Conakry Copenhagen Cusco Dallas Damascus Danang Dar_es_Salaam Davao
+Detroit Dhahran Dijon Dodoma Dortmund Dubai Duisburg Dundee Durban Dushanbe Eindhoven Erfurt
+Essen Faro Fez Florence Fortaleza Frankfurt Freetown Fresno Fukuoka Funchal Galway Genoa Ghazni
+Giza Goa Granada Grenoble Guadalajara Guangzhou Guayaquil Hague Haifa Halifax Hamilton Hangzhou
+Hanover Harbin Heidelberg Hiroshima Honolulu Hue Hyderabad Ibadan Indore Innsbruck Inverness
+Irkutsk Islamabad Jaipur Jeddah Johannesburg Juba Kabul Kampot Kano Kaunas Kazan Khartoum Kiev
+Kingston Kinshasa Kobe Kochi Kumasi Kunming La_Paz Lanzhou Lausanne Leon Liege Lille Lilongwe
+Limassol Linz Liverpool Lodz Lome Louisville Luxor Lviv Maastricht Madison Malaga Malta
+Manchester Mandalay Mannheim Maracaibo Marrakesh Medan Medellin Melbourne Memphis Mendoza Messina
+Minsk Mogadishu Monaco Monterrey Montpellier Moscow Mosul Nagoya Nanjing Nashville Nassau Nice
+Niamey Nicosia Nizhny_Novgorod Novosibirsk Nuremberg Odessa Omsk Oran Orlando Ottawa Oulu Oxford
+Padua Panama Paris Patna Pisa Plovdiv Portland Poznan Pretoria Pune Pyongyang Quebec Rabat
+Rangoon Regensburg Rennes Rome Rosario Rostock Salzburg Samara Samarkand San_Diego Sanaa Sendai
+Shenzhen Siena Stockholm Stuttgart Suva Sydney Tampa Tampere Tangier Tartu Tianjin Toledo
+Toulouse Trieste Tripoli Tucson Turku Uppsala Valletta Varna Venice Verona Vientiane Vigo
+Vladivostok Wroclaw Wuhan Xian Yokohama Zanzibar Zaragoza
+""".split()
+EXTRA_TRAIN_FIRST_NAMES = """
+Adele Albert Alicia Amir Anika Anton Arjun Astrid Axel Benedikt Bruna Caio Carmen Celia
+Cormac Dalia Damian Dorota Edgar Elsa Emre Enzo Eva Ezra Filip Fiona Freya Gideon Gloria Hassan
+Heidi Hector Idris Ilse Isak Jasper Jelena Joaquin Josefa Kai Kamala Kasia Klara Lale Leandro
+Liam Linnea Lorenzo Luca Magnus Maja Mario Maya Mehmet Miguel Mina Moritz Nadim Naomi Nathan
+Nell Odile Olivia Omid Pavel Pilar Quinn Rafaela Rhea Rolf Ruben Sami Sara Sebastian Sigrid
+Soren Stella Sunil Tamar Tess Theo Tobias Ulla Vadim Wendel Yasmin Yuri Zainab Zeno
+""".split()
+EXTRA_TRAIN_SURNAMES = """
+Abbott Acosta Aguilar Bauer Becker Bergstrom Bose Brandt Carvalho Castro Coelho Dalton Delgado
+Diaz Eriksen Esposito Farouk Fuentes Gallo Gomez Grant Gunther Hartmann Herrera Hoffmann Jovanovic
+Kaplan Keller Klein Koch Kumar Lange Leclerc Lehmann Marx Medina Molina Moreno Nowak Olsen Pace
+Peralta Quiroga Reis Rios Roth Ruiz Salazar Sandoval Schulz Serrano Shah Sokolov Stein Suarez
+Torres Vargas Vega Vogel Wagner Wolf Yadav Zimmermann
+""".split()
 
 
-def invented_names(rng, count, syllables, endings, taken):
-    out, seen = [], set(taken)
-    while len(out) < count:
-        n = syllables[0] + rng.below(syllables[1] - syllables[0] + 1)
-        word = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS)
-                       for _ in range(n)) + rng.choice(endings)
-        word = word[:1].upper() + word[1:]
-        if 3 <= len(word) <= 14 and word not in seen:
-            seen.add(word)
-            out.append(word)
-    return out
-
-
-def make_split(rng, split, count, seed):
+def make_split(rng, split, count):
     firsts = split_pool(FIRST_NAMES, split)
     lasts = split_pool(SURNAMES, split)
     places = split_pool(PLACES, split)
     if split == "train":
-        names_rng = SplitMix64(seed * 1000003 + 200)
-        real = set(FIRST_NAMES) | set(SURNAMES) | set(PLACES)
-        firsts = firsts + invented_names(names_rng, 150, (1, 2), ["", "", "a", "o", "in", "el"], real)
-        lasts = lasts + invented_names(names_rng, 150, (1, 2), ["", "", "son", "ov", "ez", "ski"], real | set(firsts))
-        places = places + invented_names(names_rng, 150, (1, 2), PLACE_ENDINGS, real | set(firsts) | set(lasts))
+        # Only names no dev/test pool uses, and no name that is also a place or vice versa.
+        others = set(FIRST_NAMES) | set(SURNAMES) | set(PLACES)
+        extra_places = [p.replace("_", " ") for p in EXTRA_TRAIN_PLACES]
+        extra_people = [n.replace("_", " ") for n in EXTRA_TRAIN_FIRST_NAMES]
+        places = places + [p for p in extra_places if p not in others and p not in extra_people]
+        firsts = firsts + [n for n in extra_people if n not in others and n not in extra_places]
+        lasts = lasts + [n for n in EXTRA_TRAIN_SURNAMES if n not in others]
     templates = {"train": TRAIN_TEMPLATES, "dev": DEV_TEMPLATES, "test": TEST_TEMPLATES}[split]
     records = []
     for _ in range(count):
@@ -293,7 +315,7 @@ def main(argv):
     for offset, (split, count) in enumerate(
             [("train", args.train), ("dev", args.dev), ("test", args.test)]):
         rng = SplitMix64(args.seed * 1000003 + offset)  # one stream per split
-        records, firsts = make_split(rng, split, count, args.seed)
+        records, firsts = make_split(rng, split, count)
         write_jsonl(os.path.join(args.out, split + ".jsonl"), [
             {"messages": [{"role": "user", "content": user_turn(s)},
                           {"role": "assistant", "content": answer(p, l)}]}
