@@ -5,9 +5,12 @@
 #define ANVIL_TESTS_TESTING_CUDA_DEVICE_H_
 
 #include <cstddef>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
+#include "kernels/backend.h"
 #include "kernels/core/status_macros.h"
 #include "kernels/cuda/context.h"
 
@@ -34,6 +37,37 @@ inline absl::StatusOr<cuda::DeviceBuffer> Upload(const void* src, size_t bytes) 
   ANVIL_RETURN_IF_ERROR(b.CopyFromHost(src, bytes));
   return b;
 }
+
+// Fixture for tests that need a device: skips without one, and moves vectors to and from it.
+class CudaDeviceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ANVIL_SKIP_WITHOUT_CUDA_DEVICE();
+    ctx_ = SharedCudaContext();
+    ASSERT_NE(ctx_, nullptr) << "cuda::Context::Create failed";
+  }
+  ExecContext Gpu() const { return {Backend::kCuda, nullptr, ctx_}; }
+
+  // Device copy of `v` (landed when this returns: DeviceBuffer copies synchronize the device).
+  template <typename T>
+  cuda::DeviceBuffer Up(const std::vector<T>& v) {
+    auto b = Upload(v.data(), v.size() * sizeof(T));
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.ok() ? std::move(b).value() : cuda::DeviceBuffer();
+  }
+  // Waits for the context's stream, then copies `n` elements back.
+  template <typename T>
+  std::vector<T> Down(const cuda::DeviceBuffer& b, size_t n) {
+    const absl::Status s = ctx_->Synchronize();
+    EXPECT_TRUE(s.ok()) << s;
+    std::vector<T> v(n);
+    const absl::Status c = b.CopyToHost(v.data(), n * sizeof(T));
+    EXPECT_TRUE(c.ok()) << c;
+    return v;
+  }
+
+  cuda::Context* ctx_ = nullptr;
+};
 
 }  // namespace anvil::testing
 

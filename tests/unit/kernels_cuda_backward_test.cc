@@ -52,32 +52,7 @@ TEST(CudaBackwardNoDevice, EveryOpNeedsAContext) {
               bad);
 }
 
-class CudaBackward : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ANVIL_SKIP_WITHOUT_CUDA_DEVICE();
-    ctx_ = testing::SharedCudaContext();
-    ASSERT_NE(ctx_, nullptr) << "cuda::Context::Create failed";
-  }
-  ExecContext Gpu() const { return {Backend::kCuda, nullptr, ctx_}; }
-
-  template <typename T>
-  cuda::DeviceBuffer Up(const std::vector<T>& v) {
-    auto b = testing::Upload(v.data(), v.size() * sizeof(T));
-    EXPECT_THAT(b, IsOk());
-    return b.ok() ? std::move(b).value() : cuda::DeviceBuffer();
-  }
-  // Waits for the context's stream, then copies `n` elements back.
-  template <typename T>
-  std::vector<T> Down(const cuda::DeviceBuffer& b, size_t n) {
-    EXPECT_THAT(ctx_->Synchronize(), IsOk());
-    std::vector<T> v(n);
-    EXPECT_THAT(b.CopyToHost(v.data(), n * sizeof(T)), IsOk());
-    return v;
-  }
-
-  cuda::Context* ctx_ = nullptr;
-};
+class CudaBackward : public testing::CudaDeviceTest {};
 
 double MaxAbs(const std::vector<float>& v) {
   double m = 0.0;

@@ -55,33 +55,7 @@ TEST(CudaOpsNoDevice, EveryOpNeedsAContext) {
   EXPECT_THAT(AdamW(gpu, AdamWArgs{nullptr, nullptr, nullptr, nullptr, 4}), bad);
 }
 
-class CudaOps : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ANVIL_SKIP_WITHOUT_CUDA_DEVICE();
-    ctx_ = testing::SharedCudaContext();
-    ASSERT_NE(ctx_, nullptr) << "cuda::Context::Create failed";
-  }
-  ExecContext Gpu() const { return {Backend::kCuda, nullptr, ctx_}; }
-
-  // Device copy of `v` (landed when this returns: DeviceBuffer copies synchronize the device).
-  template <typename T>
-  cuda::DeviceBuffer Up(const std::vector<T>& v) {
-    auto b = testing::Upload(v.data(), v.size() * sizeof(T));
-    EXPECT_THAT(b, IsOk());
-    return b.ok() ? std::move(b).value() : cuda::DeviceBuffer();
-  }
-  // Waits for the context's stream, then copies `n` elements back.
-  template <typename T>
-  std::vector<T> Down(const cuda::DeviceBuffer& b, size_t n) {
-    EXPECT_THAT(ctx_->Synchronize(), IsOk());
-    std::vector<T> v(n);
-    EXPECT_THAT(b.CopyToHost(v.data(), n * sizeof(T)), IsOk());
-    return v;
-  }
-
-  cuda::Context* ctx_ = nullptr;
-};
+class CudaOps : public testing::CudaDeviceTest {};
 
 TEST_F(CudaOps, RmsNorm) {
   for (auto [t, c] : {std::pair<int64_t, int64_t>{1, 576}, {3, 13}, {17, 577}, {64, 576},
