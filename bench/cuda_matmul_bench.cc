@@ -4,8 +4,10 @@
 //                     the ceiling for memory-bound kernels ("copy GB/s").
 //   CublasBf16Peak    cublasGemmEx 8192^3, BF16 inputs, FP32 compute: the matrix ceiling.
 //   QuantGemv         our MatMul at decode shapes (M = 1, 4) for Q4_1/Q8_0/Q4_0, rotating over
-//                     >= 1 GiB of weight copies so every call streams W from DRAM: weight GB/s
-//                     and the fraction of the copy bandwidth (the goal is >= 0.6).
+//                     >= 1 GiB of weight copies so every call streams W from DRAM, 16 calls per
+//                     timed iteration (the activation quantization included): weight GB/s and
+//                     the fraction of the copy bandwidth (the goal is >= 0.6).
+//   GemvKernel        the GEMV kernel alone on pre-quantized activations (its streaming rate).
 //   Bf16MatMul        our MatMul with BF16 weights at training shapes: TFLOP/s, fraction of peak.
 //   QuantPrefill      quantized weights at M = 512 (dequantize + cuBLAS): TFLOP/s.
 //   F32Gemm           the training Gemm (cuBLAS FP32, no TF32) in its three uses: TFLOP/s.
@@ -27,7 +29,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
+#include "kernels/core/status_macros.h"
 #include "kernels/cuda/context.h"
+#include "kernels/cuda/launch_matmul.h"
 #include "kernels/dtype.h"
 #include "kernels/gemm.h"
 #include "kernels/matmul.h"
@@ -176,15 +180,63 @@ void QuantGemv(benchmark::State& state, DType type, int64_t m, int64_t n, int64_
       !MakeDeviceActs(state, m, k, &x) || !Alloc(state, m * n * 4, &y)) {
     return;
   }
+  // kCalls products per timed iteration, back to back as a decode step issues them: the GPU's
+  // queue stays ahead of the host, so the time is the kernels' and not one launch's latency.
+  constexpr int kCalls = 16;
   const double t = TimeLoop(state, [&](int64_t i) {
-    const uint8_t* wi = w.as<uint8_t>() + (i % copies) * matrix_bytes;
-    return MatMul(Cuda(), {type, wi, x.as<float>(), y.as<float>(), m, n, k});
+    for (int c = 0; c < kCalls; ++c) {
+      const uint8_t* wi = w.as<uint8_t>() + ((i * kCalls + c) % copies) * matrix_bytes;
+      ANVIL_RETURN_IF_ERROR(MatMul(Cuda(), {type, wi, x.as<float>(), y.as<float>(), m, n, k}));
+    }
+    return absl::OkStatus();
   });
   if (t <= 0.0) return;
-  const double gbps = static_cast<double>(matrix_bytes) * state.iterations() / t * 1e-9;
+  const double calls = static_cast<double>(state.iterations()) * kCalls;
+  const double gbps = static_cast<double>(matrix_bytes) * calls / t * 1e-9;
   state.counters["weight_GB/s"] = gbps;
   state.counters["of_copy_bw"] = g_copy_gbps > 0.0 ? gbps / g_copy_gbps : 0.0;
-  state.counters["us/call"] = t / state.iterations() * 1e6;
+  state.counters["us/call"] = t / calls * 1e6;
+}
+
+// The GEMV kernel alone (cuda::LaunchGemvQuant) on activations quantized once beforehand: the
+// streaming rate of the kernel, without the per-call activation quantization and its launch.
+void GemvKernel(benchmark::State& state, DType type, int64_t m, int64_t n, int64_t k) {
+  const int64_t bytes_one = k / BlockElems(type) * BlockBytes(type) * n;
+  const int64_t copies = (int64_t{1} << 30) / bytes_one + 1;
+  cuda::DeviceBuffer w, x, xq, xd, xs, y;
+  size_t matrix_bytes = 0;
+  const int64_t nb = k / 32;
+  if (!MakeDeviceWeights(state, type, n, k, copies, &w, &matrix_bytes) ||
+      !MakeDeviceActs(state, m, k, &x) || !Alloc(state, m * k, &xq) ||
+      !Alloc(state, m * nb * 4, &xd) || !Alloc(state, m * nb * 4, &xs) ||
+      !Alloc(state, m * n * 4, &y)) {
+    return;
+  }
+  if (cuda::LaunchQuantizeActivationsQ8(x.as<float>(), m, k, xq.as<int8_t>(), xd.as<float>(),
+                                        xs.as<float>(), Stream()) != cudaSuccess) {
+    state.SkipWithError("activation quantization failed");
+    return;
+  }
+  const cuda::QuantType qt = type == DType::kQ8_0   ? cuda::QuantType::kQ8_0
+                             : type == DType::kQ4_0 ? cuda::QuantType::kQ4_0
+                                                    : cuda::QuantType::kQ4_1;
+  constexpr int kCalls = 16;
+  const double t = TimeLoop(state, [&](int64_t i) {
+    for (int c = 0; c < kCalls; ++c) {
+      const uint8_t* wi = w.as<uint8_t>() + ((i * kCalls + c) % copies) * matrix_bytes;
+      ANVIL_RETURN_IF_ERROR(cuda::CudaStatus(
+          cuda::LaunchGemvQuant(qt, wi, n, k, xq.as<int8_t>(), xd.as<float>(), xs.as<float>(), m,
+                                y.as<float>(), g_ctx->sm_count(), Stream()),
+          "LaunchGemvQuant"));
+    }
+    return absl::OkStatus();
+  });
+  if (t <= 0.0) return;
+  const double calls = static_cast<double>(state.iterations()) * kCalls;
+  const double gbps = static_cast<double>(matrix_bytes) * calls / t * 1e-9;
+  state.counters["weight_GB/s"] = gbps;
+  state.counters["of_copy_bw"] = g_copy_gbps > 0.0 ? gbps / g_copy_gbps : 0.0;
+  state.counters["us/call"] = t / calls * 1e6;
 }
 
 // MatMul with weights of `type` at a compute-bound shape: TFLOP/s and fraction of the BF16 peak.
@@ -237,6 +289,15 @@ void Register() {
       timed(benchmark::RegisterBenchmark(
           absl::StrCat("QuantGemv/", DTypeName(t), "/M", m, "_N", n, "_K", k).c_str(),
           [t, m = m, n = n, k = k](benchmark::State& s) { QuantGemv(s, t, m, n, k); }));
+    }
+  }
+  for (DType t : {DType::kQ4_1, DType::kQ8_0, DType::kQ4_0}) {
+    for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 49152 * 8, 576},
+                           {1, 14336, 4096},
+                           {1, 4096, 14336}}) {
+      timed(benchmark::RegisterBenchmark(
+          absl::StrCat("GemvKernel/", DTypeName(t), "/M", m, "_N", n, "_K", k).c_str(),
+          [t, m = m, n = n, k = k](benchmark::State& s) { GemvKernel(s, t, m, n, k); }));
     }
   }
   // cuBLAS's own decode-shape GEMV on BF16 weights, for comparison with ours.

@@ -24,16 +24,34 @@ int GridFor(int64_t items) {
 }
 
 template <HalfType T>
+__device__ __forceinline__ uint32_t HalfBits(float v) {
+  if constexpr (T == HalfType::kF16) {
+    return __half_as_ushort(__float2half_rn(v));
+  } else {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  }
+}
+
+template <HalfType T>
 __global__ void ConvertToHalfKernel(const float* __restrict__ x, int64_t count,
                                     uint16_t* __restrict__ out) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += stride) {
-    if constexpr (T == HalfType::kF16) {
-      out[i] = __half_as_ushort(__float2half_rn(x[i]));
-    } else {
-      out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(x[i]));
-    }
+    out[i] = static_cast<uint16_t>(HalfBits<T>(x[i]));
+  }
+}
+
+// Four elements per thread: 16-byte loads, 8-byte stores (x 16-byte and out 8-byte aligned).
+template <HalfType T>
+__global__ void ConvertToHalfVec4Kernel(const float4* __restrict__ x, int64_t groups,
+                                        uint2* __restrict__ out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
+       i += stride) {
+    const float4 v = __ldcs(x + i);  // read once: do not keep it in L2
+    out[i] = make_uint2(HalfBits<T>(v.x) | (HalfBits<T>(v.y) << 16),
+                        HalfBits<T>(v.z) | (HalfBits<T>(v.w) << 16));
   }
 }
 
@@ -45,6 +63,11 @@ template <bool kRoundTripF16>
 __global__ void QuantizeQ8Kernel(const float* __restrict__ x, int64_t total_blocks,
                                  int8_t* __restrict__ q, float* __restrict__ d,
                                  float* __restrict__ s, __half* __restrict__ out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // The quantized GEMV launched next (programmatic dependent launch) may start now and fetch
+  // its first weights; it waits for this grid to finish before it reads q, d and s.
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
   const int lane = threadIdx.x & 31;
   const int64_t blk = static_cast<int64_t>(blockIdx.x) * kWarpsPerCta + (threadIdx.x >> 5);
   if (blk >= total_blocks) return;  // the whole warp leaves together
@@ -122,10 +145,31 @@ cudaError_t LaunchConvertToHalf(const float* x, int64_t count, HalfType type, vo
                                 cudaStream_t stream) {
   if (count <= 0) return cudaSuccess;
   auto* o = static_cast<uint16_t*>(out);
-  if (type == HalfType::kF16) {
-    ConvertToHalfKernel<HalfType::kF16><<<GridFor(count), kThreads, 0, stream>>>(x, count, o);
-  } else {
-    ConvertToHalfKernel<HalfType::kBF16><<<GridFor(count), kThreads, 0, stream>>>(x, count, o);
+  int64_t done = 0;
+  if (reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 8 == 0) {
+    const int64_t groups = count / 4;
+    if (groups > 0) {
+      const auto* x4 = reinterpret_cast<const float4*>(x);
+      auto* o4 = static_cast<uint2*>(out);
+      if (type == HalfType::kF16) {
+        ConvertToHalfVec4Kernel<HalfType::kF16><<<GridFor(groups), kThreads, 0, stream>>>(
+            x4, groups, o4);
+      } else {
+        ConvertToHalfVec4Kernel<HalfType::kBF16><<<GridFor(groups), kThreads, 0, stream>>>(
+            x4, groups, o4);
+      }
+    }
+    done = groups * 4;
+  }
+  const int64_t rest = count - done;  // the unaligned case, or the last count % 4 elements
+  if (rest > 0) {
+    if (type == HalfType::kF16) {
+      ConvertToHalfKernel<HalfType::kF16><<<GridFor(rest), kThreads, 0, stream>>>(
+          x + done, rest, o + done);
+    } else {
+      ConvertToHalfKernel<HalfType::kBF16><<<GridFor(rest), kThreads, 0, stream>>>(
+          x + done, rest, o + done);
+    }
   }
   return cudaGetLastError();
 }

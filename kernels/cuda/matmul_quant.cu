@@ -3,14 +3,19 @@
 // the whole point is to stream W at close to the device's bandwidth. Large M goes through cuBLAS
 // instead (kernels/cuda/matmul.cc).
 //
-// Strategy (gemv_smem_tiled): each CTA owns a tile of R consecutive weight rows (R a power of
-// two), which is one contiguous byte range of at most kTileBytes. The CTA copies it into shared
-// memory with coalesced 16-byte loads (four in flight per thread; the unaligned head and tail of
-// the range go byte by byte, since blocks are only 2-byte aligned), then 256/R threads per row
-// each take every (256/R)-th block of that row and do the integer block dots with __dp4a. Rows
-// longer than the tile (R = 1) are streamed in chunks of whole blocks. Several CTAs per SM keep
-// copies of one in flight while another computes. Partial sums are reduced in a fixed order,
-// so results are deterministic.
+// Strategy: W is cut into tiles of R consecutive weight rows (R a power of two), each one
+// contiguous byte range of at most kTileDataBytes; rows longer than that (R = 1) are cut into
+// chunks of whole blocks. A persistent grid (three or four CTAs per SM) walks the tiles; each CTA
+// keeps the next tile's loads in flight (16-byte loads staged in registers) while it computes
+// on the current one from shared memory (double buffer), so the memory system never waits for
+// the arithmetic. Blocks are only 2-byte aligned, so a tile's first and last 16-byte chunks are
+// assembled from 16-bit loads and no byte outside W is read. In the tile, 256/R threads per row
+// each take every (256/R)-th block and do integer block dots with __dp4a. Partial sums are
+// reduced in a fixed order, so results are deterministic.
+//
+// The kernel is launched with programmatic dependent launch: it issues its first tile's loads
+// (W does not depend on the activations), then waits for the quantization kernel before it
+// reads them, which hides most of the launch gap between the two.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -24,49 +29,58 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kTileBytes = 16384;
-// Four resident CTAs per SM (<= 64 registers per thread) keep up to 64 KB of copies in flight
-// per SM, several times what the memory system needs to stay busy.
-constexpr int kMinCtasPerSm = 4;
-constexpr int kCopyUnroll = 4;  // 16-byte loads per thread issued before the first store
-static_assert(kThreads * kCopyUnroll * 16 == kTileBytes, "one unrolled sweep copies a tile");
+constexpr int kTileBytes = 16384;  // one shared-memory buffer
+// Weight bytes per tile: the range starts at any 2-byte offset, which lands at tile offset
+// (address % 16) so that 16-byte chunks stay aligned; 16 bytes of slack cover that.
+constexpr int kTileDataBytes = kTileBytes - 16;
+constexpr int kChunksPerThread = kTileBytes / 16 / kThreads;  // 16-byte loads in flight each
+static_assert(kChunksPerThread * 16 * kThreads == kTileBytes, "one sweep stages a tile");
+// Two 16 KB buffers per CTA. With one or two activation rows a thread needs <= 64 registers and
+// four CTAs fit an SM (64 KB of loads in flight per SM while the CTAs compute); more rows need
+// more accumulators and registers: three CTAs (<= 85 registers).
+constexpr int CtasPerSm(int m) { return m <= 2 ? 4 : 3; }
 
-// Copies src[0, len) (any alignment; len <= kTileBytes) to tile[head, head + len), where
-// head = src % 16, so that the 16-byte-aligned chunks of src land on 16-byte-aligned tile
-// addresses. Reads no byte outside src[0, len). Returns head. The caller synchronizes.
-__device__ __forceinline__ int CopyToShared(const uint8_t* __restrict__ src, int len,
-                                            uint8_t* tile) {
-  const int head = static_cast<int>(reinterpret_cast<uintptr_t>(src) & 15);
-  const int end = head + len;  // tile bytes [head, end) are wanted
-  const int chunks = (end + 15) >> 4;
-  // Chunk c is tile bytes [16c, 16c + 16), i.e. src bytes [16c - head, 16c + 16 - head).
-  const auto* aligned = reinterpret_cast<const uint4*>(src - head);
-  for (int c0 = 0; c0 < chunks; c0 += kThreads * kCopyUnroll) {
-    uint4 v[kCopyUnroll];
+// Tile bytes [16c, 16c + 16) of a range whose wanted bytes are [head, end) (both even): the
+// 16-byte chunk at `chunk` (16-byte aligned), with only bytes [lo, hi) of it read (16-bit loads).
+__device__ __forceinline__ uint4 LoadEdgeChunk(const uint8_t* chunk, int lo, int hi) {
+  const auto* h = reinterpret_cast<const uint16_t*>(chunk);
+  uint32_t word[4] = {0, 0, 0, 0};
 #pragma unroll
-    for (int u = 0; u < kCopyUnroll; ++u) {
-      const int c = c0 + u * kThreads + static_cast<int>(threadIdx.x);
-      if (c * 16 >= head && c * 16 + 16 <= end) {
-        v[u] = __ldg(aligned + c);
-      } else {
-        v[u] = make_uint4(0, 0, 0, 0);
-      }
+  for (int j = 0; j < 8; ++j) {
+    if (2 * j >= lo && 2 * j < hi) {
+      word[j / 2] |= static_cast<uint32_t>(__ldg(h + j)) << (16 * (j % 2));
     }
+  }
+  return make_uint4(word[0], word[1], word[2], word[3]);
+}
+
+// Stages src[0, len) (2-byte aligned, len even, len <= kTileDataBytes) in registers: thread t
+// holds tile chunks t, t + kThreads, ... where tile byte head + i is src byte i and
+// head = src % 16. Returns head.
+__device__ __forceinline__ int LoadTile(const uint8_t* __restrict__ src, int len,
+                                        uint4 (&v)[kChunksPerThread]) {
+  const int head = static_cast<int>(reinterpret_cast<uintptr_t>(src) & 15);
+  const int end = head + len;
+  const uint8_t* base = src - head;  // 16-byte aligned; only bytes [head, end) are read
 #pragma unroll
-    for (int u = 0; u < kCopyUnroll; ++u) {
-      const int c = c0 + u * kThreads + static_cast<int>(threadIdx.x);
-      if (c >= chunks) continue;
-      if (c * 16 >= head && c * 16 + 16 <= end) {
-        *reinterpret_cast<uint4*>(tile + c * 16) = v[u];
-      } else {
-        for (int j = 0; j < 16; ++j) {
-          const int o = c * 16 + j;
-          if (o >= head && o < end) tile[o] = src[o - head];
-        }
-      }
+  for (int u = 0; u < kChunksPerThread; ++u) {
+    const int c0 = (u * kThreads + static_cast<int>(threadIdx.x)) * 16;
+    if (c0 >= head && c0 + 16 <= end) {
+      v[u] = __ldg(reinterpret_cast<const uint4*>(base + c0));
+    } else if (c0 < end && c0 + 16 > head) {
+      v[u] = LoadEdgeChunk(base + c0, max(head - c0, 0), min(end - c0, 16));
+    } else {
+      v[u] = make_uint4(0, 0, 0, 0);
     }
   }
   return head;
+}
+
+__device__ __forceinline__ void StoreTile(const uint4 (&v)[kChunksPerThread], uint8_t* tile) {
+#pragma unroll
+  for (int u = 0; u < kChunksPerThread; ++u) {
+    *reinterpret_cast<uint4*>(tile + (u * kThreads + static_cast<int>(threadIdx.x)) * 16) = v[u];
+  }
 }
 
 // Integer dot of one decoded weight block with 32 activation bytes (two int4, elements 0..31).
@@ -81,144 +95,208 @@ __device__ __forceinline__ int BlockDot(const int32_t (&wq)[8], const int4& a, c
   return __dp4a(wq[7], b.w, s);
 }
 
-// w: [n][nb blocks]; xq: [kM][nb*32] int8; xd, xs: [kM][nb]; y: [kM][n] (row stride n).
-// rows_per_cta (R) divides kThreads; blocks_per_chunk == nb whenever R > 1, and
-// R * blocks_per_chunk * block bytes <= kTileBytes.
+// The tiles of W: group g is rows [g*R, g*R + R) (fewer at the end), cut into `chunks` tiles of
+// up to blocks_per_chunk blocks each (chunks == 1 whenever R > 1).
+struct TilePlan {
+  int64_t n;
+  int nb;                // blocks per row
+  int rows_per_cta;      // R, a power of two dividing kThreads
+  int blocks_per_chunk;  // == nb when R > 1
+  int chunks;            // tiles per group
+  int64_t groups;
+};
+
+struct TileRef {
+  int64_t group;
+  int chunk;
+};
+
+template <int kBB>
+__device__ __forceinline__ const uint8_t* TileSource(const uint8_t* w, const TilePlan& p,
+                                                     TileRef t, int* len, int* rows_here,
+                                                     int* cb) {
+  *rows_here = static_cast<int>(
+      min(static_cast<int64_t>(p.rows_per_cta), p.n - t.group * p.rows_per_cta));
+  *cb = min(p.blocks_per_chunk, p.nb - t.chunk * p.blocks_per_chunk);
+  *len = *rows_here * *cb * kBB;
+  return w + (t.group * p.rows_per_cta * p.nb + static_cast<int64_t>(t.chunk) * p.blocks_per_chunk) *
+                 kBB;
+}
+
+// xq: [kM][nb*32] int8; xd, xs: [kM][nb]; y: [kM][n] (row stride n).
 template <QuantType T, int kM>
-__global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
-    GemvQuantSmemTiledKernel(const uint8_t* __restrict__ w, int64_t n, int nb, int rows_per_cta,
-                             int blocks_per_chunk, const int8_t* __restrict__ xq,
-                             const float* __restrict__ xd, const float* __restrict__ xs,
-                             float* __restrict__ y) {
+__global__ void __launch_bounds__(kThreads, CtasPerSm(kM))
+    GemvQuantKernel(const uint8_t* __restrict__ w, TilePlan p, const int8_t* __restrict__ xq,
+                    const float* __restrict__ xd, const float* __restrict__ xs,
+                    float* __restrict__ y) {
   constexpr int kBB = QuantBlock<T>::kBytes;
-  __shared__ __align__(16) uint8_t tile[kTileBytes + 16];
+  // 16 bytes of slack after each tile for DecodeBlockPadded's extra word.
+  __shared__ __align__(16) uint8_t tiles[2][kTileBytes + 16];
   __shared__ float partial[kWarps][kM];
 
   const int tid = static_cast<int>(threadIdx.x);
-  const int tpr = kThreads / rows_per_cta;  // threads per row
+  const int tpr = kThreads / p.rows_per_cta;  // threads per row
   const int row_local = tid / tpr, sub = tid % tpr;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_cta;
-  const int rows_here = static_cast<int>(min(static_cast<int64_t>(rows_per_cta), n - r0));
-  const int64_t row_bytes = static_cast<int64_t>(nb) * kBB;
-  const int64_t k = static_cast<int64_t>(nb) * 32;
+  const int64_t k = static_cast<int64_t>(p.nb) * 32;
+
+  TileRef cur{blockIdx.x, 0};
+  if (cur.group >= p.groups) return;
+  int len, rows_here, cb;
+  uint4 v[kChunksPerThread];
+  int head = LoadTile(TileSource<kBB>(w, p, cur, &len, &rows_here, &cb), len, v);
+  // Everything above reads W only; the activations come from the kernel launched before this
+  // one (programmatic dependent launch): wait for it here. A no-op without that launch mode.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  StoreTile(v, tiles[0]);
+  __syncthreads();
 
   float acc[kM];
 #pragma unroll
   for (int i = 0; i < kM; ++i) acc[i] = 0.0f;
+  int buf = 0;
+  for (;;) {
+    // Issue the next tile's loads first; they complete while this tile is computed.
+    TileRef next = cur;
+    if (++next.chunk == p.chunks) {
+      next.chunk = 0;
+      next.group += gridDim.x;
+    }
+    const bool has_next = next.group < p.groups;  // uniform across the CTA
+    int next_len = 0, next_rows = 0, next_cb = 0, next_head = 0;
+    if (has_next) {
+      next_head = LoadTile(TileSource<kBB>(w, p, next, &next_len, &next_rows, &next_cb),
+                           next_len, v);
+    }
 
-  for (int b0 = 0; b0 < nb; b0 += blocks_per_chunk) {
-    const int cb = min(blocks_per_chunk, nb - b0);
-    // rows_here rows x cb blocks: contiguous, because cb == nb or rows_here == 1.
-    const uint8_t* src = w + r0 * row_bytes + static_cast<int64_t>(b0) * kBB;
-    __syncthreads();  // everyone is done reading the previous chunk
-    const int head = CopyToShared(src, rows_here * cb * kBB, tile);
-    __syncthreads();
     if (row_local < rows_here) {
-      const uint8_t* row_tile = tile + head + row_local * cb * kBB;
+      const uint8_t* row_tile = tiles[buf] + head + row_local * cb * kBB;
+      const int64_t b0 = static_cast<int64_t>(cur.chunk) * p.blocks_per_chunk;
       for (int b = sub; b < cb; b += tpr) {
         int32_t wq[8];
         float dw, mw;
-        DecodeBlock<T>(row_tile + b * kBB, wq, dw, mw);
+        DecodeBlockPadded<T>(row_tile + b * kBB, wq, dw, mw);
         const int64_t xb = b0 + b;
 #pragma unroll
         for (int i = 0; i < kM; ++i) {
           const auto* xp = reinterpret_cast<const int4*>(xq + i * k + xb * 32);
           const int sumi = BlockDot(wq, __ldg(xp), __ldg(xp + 1));
-          acc[i] = fmaf(dw * __ldg(xd + i * nb + xb), static_cast<float>(sumi), acc[i]);
+          acc[i] = fmaf(dw * __ldg(xd + i * p.nb + xb), static_cast<float>(sumi), acc[i]);
           if constexpr (T == QuantType::kQ4_1) {
-            acc[i] = fmaf(mw, __ldg(xs + i * nb + xb), acc[i]);
+            acc[i] = fmaf(mw, __ldg(xs + i * p.nb + xb), acc[i]);
           }
         }
       }
     }
-  }
 
-  // Reduce each row's tpr partial sums: butterfly within groups of min(tpr, 32) lanes (the
-  // groups are aligned inside the warp), then across the row's warps in warp order.
-  const int group = min(tpr, 32);
-#pragma unroll
-  for (int i = 0; i < kM; ++i) {
-    for (int off = group / 2; off > 0; off >>= 1) {
-      acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
-    }
-  }
-  if (tpr > 32) {  // uniform across the CTA
-    const int warp = tid >> 5;
-    if ((tid & 31) == 0) {
-#pragma unroll
-      for (int i = 0; i < kM; ++i) partial[warp][i] = acc[i];
-    }
-    __syncthreads();
-    if (sub == 0 && row_local < rows_here) {
-      const int wpr = tpr / 32, first = row_local * wpr;
+    if (cur.chunk == p.chunks - 1) {
+      // Reduce each row's tpr partial sums: butterfly within groups of min(tpr, 32) lanes
+      // (aligned inside the warp), then across the row's warps in warp order.
+      const int lanes = min(tpr, 32);
 #pragma unroll
       for (int i = 0; i < kM; ++i) {
-        float s = 0.0f;
-        for (int j = 0; j < wpr; ++j) s += partial[first + j][i];
-        y[i * n + r0 + row_local] = s;
+        for (int off = lanes / 2; off > 0; off >>= 1) {
+          acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
+        }
       }
-    }
-  } else if (sub == 0 && row_local < rows_here) {
+      const int64_t row = cur.group * p.rows_per_cta + row_local;
+      if (tpr > 32) {  // uniform across the CTA
+        const int warp = tid >> 5;
+        if ((tid & 31) == 0) {
 #pragma unroll
-    for (int i = 0; i < kM; ++i) y[i * n + r0 + row_local] = acc[i];
+          for (int i = 0; i < kM; ++i) partial[warp][i] = acc[i];
+        }
+        __syncthreads();
+        if (sub == 0 && row_local < rows_here) {
+          const int wpr = tpr / 32, first = row_local * wpr;
+#pragma unroll
+          for (int i = 0; i < kM; ++i) {
+            float s = 0.0f;
+            for (int j = 0; j < wpr; ++j) s += partial[first + j][i];
+            y[i * p.n + row] = s;
+          }
+        }
+      } else if (sub == 0 && row_local < rows_here) {
+#pragma unroll
+        for (int i = 0; i < kM; ++i) y[i * p.n + row] = acc[i];
+      }
+#pragma unroll
+      for (int i = 0; i < kM; ++i) acc[i] = 0.0f;
+    }
+
+    if (!has_next) break;
+    // The other buffer was last read before the previous iteration's barrier: free to fill.
+    buf ^= 1;
+    StoreTile(v, tiles[buf]);
+    __syncthreads();  // the tile is visible; `partial` reads are done
+    cur = next;
+    head = next_head;
+    len = next_len;
+    rows_here = next_rows;
+    cb = next_cb;
   }
 }
 
-struct GemvPlan {
-  int rows_per_cta;
-  int blocks_per_chunk;
-  int64_t ctas;
-};
-
-GemvPlan PlanGemv(int block_bytes, int64_t n, int nb, int sm_count) {
-  GemvPlan p{1, nb, 0};
+TilePlan PlanTiles(int block_bytes, int64_t n, int nb, int sm_count) {
+  TilePlan p{n, nb, 1, nb, 1, 0};
   const int64_t row_bytes = static_cast<int64_t>(nb) * block_bytes;
-  if (row_bytes > kTileBytes) {
-    p.blocks_per_chunk = kTileBytes / block_bytes;
+  if (row_bytes > kTileDataBytes) {
+    p.blocks_per_chunk = kTileDataBytes / block_bytes;
+    p.chunks = (nb + p.blocks_per_chunk - 1) / p.blocks_per_chunk;
   } else {
-    // As many rows as fit the tile (at most one per thread)...
-    while (p.rows_per_cta * 2 <= kThreads && p.rows_per_cta * 2 * row_bytes <= kTileBytes) {
+    // As many rows as fit a tile (at most one per thread)...
+    while (p.rows_per_cta * 2 <= kThreads && p.rows_per_cta * 2 * row_bytes <= kTileDataBytes) {
       p.rows_per_cta *= 2;
     }
-    // ...but small matrices are spread over at least ~2 CTAs per SM so that every SM loads.
-    const int64_t min_ctas = 2 * static_cast<int64_t>(sm_count > 0 ? sm_count : 132);
-    while (p.rows_per_cta > 1 && (n + p.rows_per_cta - 1) / p.rows_per_cta < min_ctas) {
+    // ...but small matrices are cut finer so that every CTA of the grid has a tile.
+    const int64_t ctas = static_cast<int64_t>(sm_count) * CtasPerSm(1);
+    while (p.rows_per_cta > 1 && (n + p.rows_per_cta - 1) / p.rows_per_cta < ctas) {
       p.rows_per_cta /= 2;
     }
   }
-  p.ctas = (n + p.rows_per_cta - 1) / p.rows_per_cta;
+  p.groups = (n + p.rows_per_cta - 1) / p.rows_per_cta;
   return p;
 }
 
 template <QuantType T, int kM>
-void LaunchPass(const GemvPlan& p, const uint8_t* w, int64_t n, int nb, const int8_t* xq,
-                const float* xd, const float* xs, float* y, cudaStream_t stream) {
-  GemvQuantSmemTiledKernel<T, kM><<<static_cast<unsigned>(p.ctas), kThreads, 0, stream>>>(
-      w, n, nb, p.rows_per_cta, p.blocks_per_chunk, xq, xd, xs, y);
+cudaError_t LaunchPass(const TilePlan& p, unsigned ctas, const uint8_t* w, const int8_t* xq,
+                       const float* xd, const float* xs, float* y, cudaStream_t stream) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(ctas);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, GemvQuantKernel<T, kM>, w, p, xq, xd, xs, y);
 }
 
 template <QuantType T>
-void LaunchPassForRows(int rows, const GemvPlan& p, const uint8_t* w, int64_t n, int nb,
-                       const int8_t* xq, const float* xd, const float* xs, float* y,
-                       cudaStream_t stream) {
+cudaError_t LaunchPassForRows(int rows, const TilePlan& p, unsigned ctas, const uint8_t* w,
+                              const int8_t* xq, const float* xd, const float* xs, float* y,
+                              cudaStream_t stream) {
   static_assert(kGemvMaxRowsPerPass == 8, "one instantiation per row count below");
   switch (rows) {
     case 1:
-      return LaunchPass<T, 1>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 1>(p, ctas, w, xq, xd, xs, y, stream);
     case 2:
-      return LaunchPass<T, 2>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 2>(p, ctas, w, xq, xd, xs, y, stream);
     case 3:
-      return LaunchPass<T, 3>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 3>(p, ctas, w, xq, xd, xs, y, stream);
     case 4:
-      return LaunchPass<T, 4>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 4>(p, ctas, w, xq, xd, xs, y, stream);
     case 5:
-      return LaunchPass<T, 5>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 5>(p, ctas, w, xq, xd, xs, y, stream);
     case 6:
-      return LaunchPass<T, 6>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 6>(p, ctas, w, xq, xd, xs, y, stream);
     case 7:
-      return LaunchPass<T, 7>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 7>(p, ctas, w, xq, xd, xs, y, stream);
     default:
-      return LaunchPass<T, 8>(p, w, n, nb, xq, xd, xs, y, stream);
+      return LaunchPass<T, 8>(p, ctas, w, xq, xd, xs, y, stream);
   }
 }
 
@@ -232,8 +310,8 @@ cudaError_t LaunchGemvQuant(QuantType type, const void* w, int64_t n, int64_t k,
   }
   if (m == 0 || n == 0) return cudaSuccess;
   const int nb = static_cast<int>(k / 32);
-  const GemvPlan plan = PlanGemv(QuantBlockBytes(type), n, nb, sm_count);
-  if (plan.ctas > 0x7FFFFFFF) return cudaErrorInvalidValue;
+  if (sm_count <= 0) sm_count = 132;  // an H100's; only the grid's size depends on it
+  const TilePlan plan = PlanTiles(QuantBlockBytes(type), n, nb, sm_count);
   const auto* wb = static_cast<const uint8_t*>(w);
   // Passes of up to kGemvMaxRowsPerPass activation rows; each streams W once.
   for (int64_t m0 = 0; m0 < m; m0 += kGemvMaxRowsPerPass) {
@@ -242,18 +320,24 @@ cudaError_t LaunchGemvQuant(QuantType type, const void* w, int64_t n, int64_t k,
     const float* xd_p = xd + m0 * nb;
     const float* xs_p = xs != nullptr ? xs + m0 * nb : nullptr;
     float* y_p = y + m0 * n;
+    const int64_t max_ctas = static_cast<int64_t>(sm_count) * CtasPerSm(rows);
+    const auto ctas = static_cast<unsigned>(std::min(plan.groups, max_ctas));
+    cudaError_t e = cudaSuccess;
     switch (type) {
       case QuantType::kQ8_0:
-        LaunchPassForRows<QuantType::kQ8_0>(rows, plan, wb, n, nb, xq_p, xd_p, xs_p, y_p, stream);
+        e = LaunchPassForRows<QuantType::kQ8_0>(rows, plan, ctas, wb, xq_p, xd_p, xs_p, y_p,
+                                                stream);
         break;
       case QuantType::kQ4_0:
-        LaunchPassForRows<QuantType::kQ4_0>(rows, plan, wb, n, nb, xq_p, xd_p, xs_p, y_p, stream);
+        e = LaunchPassForRows<QuantType::kQ4_0>(rows, plan, ctas, wb, xq_p, xd_p, xs_p, y_p,
+                                                stream);
         break;
       case QuantType::kQ4_1:
-        LaunchPassForRows<QuantType::kQ4_1>(rows, plan, wb, n, nb, xq_p, xd_p, xs_p, y_p, stream);
+        e = LaunchPassForRows<QuantType::kQ4_1>(rows, plan, ctas, wb, xq_p, xd_p, xs_p, y_p,
+                                                stream);
         break;
     }
-    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+    if (e != cudaSuccess) return e;
   }
   return cudaSuccess;
 }

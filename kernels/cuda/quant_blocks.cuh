@@ -69,6 +69,42 @@ __device__ __forceinline__ void DecodeBlock(const uint8_t* p, int32_t (&wq)[8], 
   }
 }
 
+// DecodeBlock for a block in a buffer with at least 4 bytes of slack after it (the GEMV's
+// shared-memory tiles): the quant words are assembled from 32-bit loads at the 4-byte-aligned
+// addresses around them (one more word than needed, hence the slack) with funnel shifts, half
+// the loads of the 16-bit path and no divergence between aligned and unaligned blocks.
+template <QuantType T>
+__device__ __forceinline__ void DecodeBlockPadded(const uint8_t* p, int32_t (&wq)[8], float& d,
+                                                  float& m) {
+  const auto* h = reinterpret_cast<const uint16_t*>(p);
+  d = HalfBitsToFloat(h[0]);
+  m = 0.0f;
+  if constexpr (T == QuantType::kQ4_1) m = HalfBitsToFloat(h[1]);
+  constexpr int kQsBytes = T == QuantType::kQ8_0 ? 32 : 16;
+  constexpr int kWords = kQsBytes / 4;
+  const uint8_t* qs = p + QuantBlock<T>::kQsOffset;
+  const unsigned shift = static_cast<unsigned>(reinterpret_cast<uintptr_t>(qs) & 3) * 8;  // 0, 16
+  const auto* base = reinterpret_cast<const uint32_t*>(qs - shift / 8);
+  uint32_t raw[kWords + 1];
+#pragma unroll
+  for (int j = 0; j <= kWords; ++j) raw[j] = base[j];
+#pragma unroll
+  for (int j = 0; j < kWords; ++j) {
+    const uint32_t v = __funnelshift_r(raw[j], raw[j + 1], shift);
+    if constexpr (T == QuantType::kQ8_0) {
+      wq[j] = static_cast<int32_t>(v);
+    } else {
+      uint32_t lo = v & 0x0F0F0F0Fu, hi = (v >> 4) & 0x0F0F0F0Fu;
+      if constexpr (T == QuantType::kQ4_0) {
+        lo = __vsub4(lo, 0x08080808u);
+        hi = __vsub4(hi, 0x08080808u);
+      }
+      wq[j] = static_cast<int32_t>(lo);
+      wq[j + 4] = static_cast<int32_t>(hi);
+    }
+  }
+}
+
 }  // namespace anvil::cuda
 
 #endif  // ANVIL_KERNELS_CUDA_QUANT_BLOCKS_CUH_

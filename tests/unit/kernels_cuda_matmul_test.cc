@@ -270,6 +270,8 @@ TEST_P(CudaMatMulQuantTest, LongRows) {
     ExpectMatches(MakeProblem(GetParam(), 1, 5, k, 60));
     ExpectMatches(MakeProblem(GetParam(), 3, 2, k, 61), 2);
   }
+  // More row groups than the persistent grid has CTAs, each of several chunks.
+  ExpectMatches(MakeProblem(GetParam(), 2, 1100, 20000, 62), 6);
 }
 
 // Fixed reduction order: the same call gives the same bits.
@@ -428,6 +430,13 @@ TEST(CudaMatMulConvert, HalfRoundingMatchesScalar) {
     EXPECT_EQ(h[i], FloatToHalf(x[i])) << i << " " << x[i];
     EXPECT_EQ(b[i], FloatToBf16(x[i])) << i << " " << x[i];
   }
+  // x not 16-byte aligned: the scalar kernel converts everything.
+  ASSERT_EQ(cuda::LaunchConvertToHalf(xd.as<float>() + 1, count - 1, cuda::HalfType::kBF16,
+                                      bd.data(), stream),
+            cudaSuccess);
+  ASSERT_THAT(Device()->Synchronize(), IsOk());
+  ASSERT_THAT(bd.CopyToHost(b.data(), (b.size() - 1) * 2), IsOk());
+  for (size_t i = 1; i < x.size(); ++i) EXPECT_EQ(b[i - 1], FloatToBf16(x[i])) << i << " " << x[i];
 }
 
 }  // namespace
