@@ -26,11 +26,21 @@ Command DemoCommand();
 Command TrainBenchCommand();
 Command FinetuneCommand();
 Command EvalChatCommand();
+#ifdef ANVIL_WITH_CLUSTER
+// cmd_cluster.cc, cmd_up.cc: submit, jobs, watch, logs, cancel, up.
+Command UpCommand();
+std::vector<Command> ClusterCommands();
+#endif
 
 inline std::vector<Command> AllCommands() {
-  return {InfoCommand(),       TokenizeCommand(), GenerateCommand(), ChatCommand(),
-          PerplexityCommand(), BenchCommand(),    DemoCommand(),    FinetuneCommand(),
-          EvalChatCommand(),   TrainBenchCommand()};
+  std::vector<Command> all = {InfoCommand(),       TokenizeCommand(), GenerateCommand(),
+                              ChatCommand(),       PerplexityCommand(), BenchCommand(),
+                              DemoCommand(),       FinetuneCommand(), EvalChatCommand(),
+                              TrainBenchCommand()};
+#ifdef ANVIL_WITH_CLUSTER
+  for (Command& c : ClusterCommands()) all.push_back(std::move(c));
+#endif
+  return all;
 }
 
 }  // namespace anvil::cli

@@ -10,7 +10,8 @@ ANVIL_BUILD_DIR="${ANVIL_BUILD_DIR:-$ANVIL_ROOT/build/release}"
 ANVIL_APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-venv
   python3-pip unzip libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libicu-dev libopenblas-dev libyaml-cpp-dev
+  nlohmann-json3-dev libicu-dev libopenblas-dev libyaml-cpp-dev libgrpc++-dev
+  protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libgloo-dev libsqlite3-dev
 )
 
 anvil_ensure_packages() {
@@ -45,6 +46,17 @@ anvil_ensure_f32_model() {
       return
     fi
   done
+}
+
+# Python's gRPC toolchain (grpcio-tools, pinned) in build/grpc-venv: the cluster test that
+# generates a client from proto/ in another language and drives a job with it.
+anvil_ensure_grpc_venv() {
+  local venv="$ANVIL_ROOT/build/grpc-venv"
+  if ! "$venv/bin/python" -c "import grpc_tools, grpc" 2>/dev/null; then
+    echo "setup: creating $venv (grpcio-tools)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q grpcio==1.62.2 grpcio-tools==1.62.2 protobuf==4.25.3
+  fi
 }
 
 anvil_build() {

@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 anvil_ensure_packages
 anvil_ensure_model
 anvil_ensure_f32_model
+anvil_ensure_grpc_venv
 anvil_build
 
 cd "$ANVIL_BUILD_DIR"

@@ -1,5 +1,6 @@
 // Internal to train/: the state of one RunFinetune call, shared by trainer.cc (set-up, the
-// step loop, exports) and trainer_state.cc (checkpoints, resume, the metrics file).
+// step loop, exports), trainer_state.cc (checkpoints, resume, the metrics file) and
+// trainer_parallel.cc (what the ranks of a data-parallel run exchange).
 #ifndef ANVIL_TRAIN_FINETUNE_RUN_H_
 #define ANVIL_TRAIN_FINETUNE_RUN_H_
 
@@ -24,12 +25,16 @@ class FinetuneRun {
  public:
   FinetuneRun(const Recipe& recipe, const RunOptions& options)
       : recipe_(recipe), options_(options) {}
+  ~FinetuneRun();  // closes the metrics file
+  FinetuneRun(const FinetuneRun&) = delete;
+  FinetuneRun& operator=(const FinetuneRun&) = delete;
   absl::StatusOr<RunResult> Run();
 
  private:
   // trainer.cc
   absl::Status Load();
-  absl::Status TrainStep(int64_t step, StepMetrics* m);
+  // *stopped: some rank's should_stop voted to stop; the step was not applied.
+  absl::Status TrainStep(int64_t step, StepMetrics* m, bool* stopped);
   absl::Status SftMicroBatch(const std::vector<int64_t>& ids, int64_t step, int64_t micro,
                              double denom, double* loss_sum, int64_t* tokens);
   absl::Status DpoMicroBatch(const std::vector<int64_t>& ids, int64_t step, int64_t micro,
@@ -38,6 +43,19 @@ class FinetuneRun {
   absl::StatusOr<double> EvalLoss(double* reward_accuracy);
   absl::Status Export(RunResult* result);
   void Progress(const StepMetrics& m, bool last);
+
+  // trainer_parallel.cc
+  int rank() const { return options_.collective != nullptr ? options_.collective->rank() : 0; }
+  int world() const {
+    return options_.collective != nullptr ? options_.collective->world_size() : 1;
+  }
+  bool leader() const { return rank() == 0; }
+  // Whether this rank runs micro-batch `micro` of a step (also eval batches).
+  bool Mine(int64_t micro) const { return micro % world() == rank(); }
+  // Sums every trainable gradient and stats[0, n) over the ranks (no-op for one process).
+  absl::Status SumOverRanks(bool gradients, double* stats, size_t n);
+  // All ranks resumed from the same step and see the same data: FailedPrecondition otherwise.
+  absl::Status AgreeOnStart(int64_t resumed_step);
 
   // trainer_state.cc
   std::string CheckpointDir() const;
@@ -64,6 +82,7 @@ class FinetuneRun {
   int64_t steps_run_ = 0;
   int64_t tokens_run_ = 0;
   std::vector<float> ce_, lse_, dloss_;
+  std::vector<float> grad_buf_;  // all trainable gradients end to end, for the allreduce
 };
 
 }  // namespace anvil::train

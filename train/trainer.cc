@@ -53,6 +53,7 @@ std::string StepMetrics::ToJson() const {
   j["tokens"] = tokens;
   j["tokens_per_s"] = tokens_per_s;
   j["elapsed_s"] = elapsed_s;
+  if (allreduce_s > 0) j["allreduce_s"] = allreduce_s;
   if (dpo) {
     j["rewards/chosen"] = rewards_chosen;
     j["rewards/rejected"] = rewards_rejected;
@@ -96,7 +97,9 @@ absl::Status FinetuneRun::Load() {
     }
     n = static_cast<int64_t>(sft_.size());
   }
-  if (options_.progress) std::fprintf(stderr, "anvil finetune: %s: %s\n", data.name.c_str(), stats.Summary().c_str());
+  if (options_.progress && leader()) {
+    std::fprintf(stderr, "anvil finetune: %s: %s\n", data.name.c_str(), stats.Summary().c_str());
+  }
   if (n == 0) {
     return absl::InvalidArgumentError(absl::StrCat(data.name, ": no example left to train on"));
   }
@@ -200,36 +203,59 @@ absl::Status FinetuneRun::DpoMicroBatch(const std::vector<int64_t>& ids, int64_t
   return model_->Backward();
 }
 
-absl::Status FinetuneRun::TrainStep(int64_t step, StepMetrics* m) {
+absl::Status FinetuneRun::TrainStep(int64_t step, StepMetrics* m, bool* stopped) {
   model_->ZeroGrad();
   const int64_t mb = recipe_.train.micro_batch, accum = recipe_.train.grad_accum;
   const std::vector<int64_t> ids = order_->NextBatch(mb * accum);
+  // A rank that votes to stop skips its micro-batches but still joins the step's allreduce, so
+  // that every rank learns of the vote at the same step and none waits for it.
+  const bool stop = options_.should_stop && options_.should_stop();
   int64_t tokens = 0;
   const bool dpo = recipe_.loss == LossKind::kDpo;
+  // Summed over the ranks with the gradients: loss sum, tokens, stop votes, then DPO's sums.
+  enum { kLoss, kTokens, kStop, kChosen, kRejected, kAccuracy, kMargin, kLogpC, kLogpR, kStats };
+  double stats[kStats] = {};
+  double* dpo_sums[] = {&m->rewards_chosen, &m->rewards_rejected, &m->reward_accuracy,
+                        &m->reward_margin, &m->logps_chosen, &m->logps_rejected};
+  // Denominators are the global ones: every rank sees the whole step's ids.
+  double denom = 1.0;
   if (!dpo) {
     int64_t count = 0;
     for (int64_t id : ids) {
       for (int32_t t : sft_[static_cast<size_t>(id)].targets) count += t >= 0 ? 1 : 0;
     }
-    const double denom = static_cast<double>(std::max<int64_t>(count, 1));
-    double loss_sum = 0.0;
+    denom = static_cast<double>(std::max<int64_t>(count, 1));
     for (int64_t i = 0; i < accum; ++i) {
+      if (stop || !Mine(i)) continue;
       const std::vector<int64_t> sub(ids.begin() + i * mb, ids.begin() + (i + 1) * mb);
-      ANVIL_RETURN_IF_ERROR(SftMicroBatch(sub, step, i, denom, &loss_sum, &tokens));
+      ANVIL_RETURN_IF_ERROR(SftMicroBatch(sub, step, i, denom, &stats[kLoss], &tokens));
     }
-    m->loss = loss_sum / denom;
   } else {
     m->dpo = true;
-    const auto denom = static_cast<int64_t>(ids.size());
+    denom = static_cast<double>(ids.size());
     for (int64_t i = 0; i < accum; ++i) {
+      if (stop || !Mine(i)) continue;
       const std::vector<int64_t> sub(ids.begin() + i * mb, ids.begin() + (i + 1) * mb);
-      ANVIL_RETURN_IF_ERROR(DpoMicroBatch(sub, step, i, denom, m, &tokens));
+      ANVIL_RETURN_IF_ERROR(DpoMicroBatch(sub, step, i, static_cast<int64_t>(ids.size()), m, &tokens));
     }
-    const double inv = 1.0 / static_cast<double>(denom);
-    for (double* x : {&m->loss, &m->rewards_chosen, &m->rewards_rejected, &m->reward_accuracy,
-                      &m->reward_margin, &m->logps_chosen, &m->logps_rejected}) {
-      *x *= inv;
-    }
+    stats[kLoss] = m->loss;
+    for (int k = 0; k < 6; ++k) stats[kChosen + k] = *dpo_sums[k];
+  }
+  stats[kTokens] = static_cast<double>(tokens);
+  stats[kStop] = stop ? 1.0 : 0.0;
+  const auto reduce_start = std::chrono::steady_clock::now();
+  ANVIL_RETURN_IF_ERROR(SumOverRanks(/*gradients=*/true, stats, kStats));
+  m->allreduce_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - reduce_start).count();
+  if (stats[kStop] > 0) {
+    *stopped = true;
+    return absl::OkStatus();
+  }
+  const double inv = 1.0 / denom;
+  m->loss = dpo ? stats[kLoss] * inv : stats[kLoss] / denom;
+  tokens = static_cast<int64_t>(stats[kTokens]);
+  if (dpo) {
+    for (int k = 0; k < 6; ++k) *dpo_sums[k] = stats[kChosen + k] * inv;
   }
   m->grad_norm = optimizer_->ClipGradNorm(model_->exec(), &model_->params(), recipe_.optim.grad_clip);
   ScheduleConfig sc;
@@ -265,6 +291,7 @@ absl::StatusOr<double> FinetuneRun::EvalLoss(double* reward_accuracy) {
                            RenderPreferenceDataset(data, renderer, ro, &stats));
     TrainableLlama* ref = reference_ != nullptr ? reference_.get() : model_.get();
     for (size_t i = 0; i < pairs.size(); i += static_cast<size_t>(mb)) {
+      if (!Mine(static_cast<int64_t>(i) / mb)) continue;
       const size_t end = std::min(pairs.size(), i + static_cast<size_t>(mb));
       std::vector<SequenceExample*> seqs;
       for (size_t j = i; j < end; ++j) seqs.push_back(&pairs[j].chosen);
@@ -293,24 +320,29 @@ absl::StatusOr<double> FinetuneRun::EvalLoss(double* reward_accuracy) {
       accuracy += s.reward_accuracy * static_cast<double>(p);
       count += p;
     }
-    if (reward_accuracy != nullptr && count > 0) *reward_accuracy = accuracy / static_cast<double>(count);
-    return count > 0 ? sum / static_cast<double>(count) : -1.0;
+  } else {
+    ANVIL_ASSIGN_OR_RETURN(std::vector<SequenceExample> ex, RenderSftDataset(data, renderer, ro, &stats));
+    for (size_t i = 0; i < ex.size(); i += static_cast<size_t>(mb)) {
+      if (!Mine(static_cast<int64_t>(i) / mb)) continue;
+      std::vector<SequenceExample*> seqs;
+      for (size_t j = i; j < std::min(ex.size(), i + static_cast<size_t>(mb)); ++j) seqs.push_back(&ex[j]);
+      SequenceBatch b;
+      std::vector<int32_t> targets;
+      Collect(seqs, &b, &targets);
+      ANVIL_RETURN_IF_ERROR(model_->Forward(b, {.record = false}));
+      ANVIL_RETURN_IF_ERROR(RowCrossEntropy(model_->exec(), model_->logits(), targets.data(),
+                                            b.n_tokens(), v, &ce_, &lse_));
+      const CeSums s = SumCounted(ce_, targets.data(), b.n_tokens());
+      sum += s.loss_sum;
+      count += s.count;
+    }
   }
-  ANVIL_ASSIGN_OR_RETURN(std::vector<SequenceExample> ex, RenderSftDataset(data, renderer, ro, &stats));
-  for (size_t i = 0; i < ex.size(); i += static_cast<size_t>(mb)) {
-    std::vector<SequenceExample*> seqs;
-    for (size_t j = i; j < std::min(ex.size(), i + static_cast<size_t>(mb)); ++j) seqs.push_back(&ex[j]);
-    SequenceBatch b;
-    std::vector<int32_t> targets;
-    Collect(seqs, &b, &targets);
-    ANVIL_RETURN_IF_ERROR(model_->Forward(b, {.record = false}));
-    ANVIL_RETURN_IF_ERROR(RowCrossEntropy(model_->exec(), model_->logits(), targets.data(),
-                                          b.n_tokens(), v, &ce_, &lse_));
-    const CeSums s = SumCounted(ce_, targets.data(), b.n_tokens());
-    sum += s.loss_sum;
-    count += s.count;
-  }
-  return count > 0 ? sum / static_cast<double>(count) : -1.0;
+  // The eval batches are split over the ranks like a step's micro-batches.
+  double totals[3] = {sum, accuracy, static_cast<double>(count)};
+  ANVIL_RETURN_IF_ERROR(SumOverRanks(/*gradients=*/false, totals, 3));
+  if (totals[2] <= 0) return -1.0;
+  if (dpo && reward_accuracy != nullptr) *reward_accuracy = totals[1] / totals[2];
+  return totals[0] / totals[2];
 }
 
 absl::Status FinetuneRun::Export(RunResult* result) {
@@ -350,7 +382,7 @@ absl::Status FinetuneRun::Export(RunResult* result) {
 }
 
 void FinetuneRun::Progress(const StepMetrics& m, bool last) {
-  if (!options_.progress) return;
+  if (!options_.progress || !leader()) return;
   const std::string line = absl::StrFormat(
       "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | elapsed %s | ETA %s", m.step,
       m.total_steps, m.loss, m.lr, m.tokens_per_s, Duration(m.elapsed_s), Duration(m.eta_s));
@@ -367,12 +399,19 @@ absl::StatusOr<RunResult> FinetuneRun::Run() {
   RunResult result;
   result.total_steps = total_steps_;
   ANVIL_ASSIGN_OR_RETURN(result.resumed_from_step, options_.resume ? Resume() : absl::StatusOr<int64_t>(0));
-  ANVIL_RETURN_IF_ERROR(OpenMetrics(result.resumed_from_step));
+  ANVIL_RETURN_IF_ERROR(AgreeOnStart(result.resumed_from_step));
+  if (leader()) ANVIL_RETURN_IF_ERROR(OpenMetrics(result.resumed_from_step));
   start_ = std::chrono::steady_clock::now();
   const int64_t every = recipe_.checkpoint.every;
   for (int64_t step = result.resumed_from_step + 1; step <= total_steps_; ++step) {
     StepMetrics m;
-    ANVIL_RETURN_IF_ERROR(TrainStep(step, &m));
+    bool stopped = false;
+    ANVIL_RETURN_IF_ERROR(TrainStep(step, &m, &stopped));
+    if (stopped) {
+      if (options_.progress && options_.progress_tty && leader()) std::fprintf(stderr, "\n");
+      return absl::CancelledError(absl::StrCat("training stopped before step ", step, " of ",
+                                               total_steps_, " (asked to stop)"));
+    }
     ++steps_run_;
     tokens_run_ += m.tokens;
     m.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -380,21 +419,21 @@ absl::StatusOr<RunResult> FinetuneRun::Run() {
     m.eta_s = m.elapsed_s / static_cast<double>(steps_run_) * static_cast<double>(total_steps_ - step);
     result.losses.push_back(m.loss);
     result.last_step = step;
-    ANVIL_RETURN_IF_ERROR(AppendMetrics(m));
+    if (leader()) ANVIL_RETURN_IF_ERROR(AppendMetrics(m));
     Progress(m, step == total_steps_);
     if (options_.on_step) options_.on_step(m);
-    if ((every > 0 && step % every == 0) || step == total_steps_) {
+    if (leader() && ((every > 0 && step % every == 0) || step == total_steps_)) {
       ANVIL_RETURN_IF_ERROR(SaveCheckpoint(step));
     }
     if (options_.stop_after_step > 0 && step >= options_.stop_after_step) {
-      if (options_.progress && options_.progress_tty) std::fprintf(stderr, "\n");
+      if (options_.progress && options_.progress_tty && leader()) std::fprintf(stderr, "\n");
       return result;
     }
   }
   if (!recipe_.data.eval.empty()) {
     ANVIL_ASSIGN_OR_RETURN(result.eval_loss, EvalLoss(&result.eval_reward_accuracy));
   }
-  ANVIL_RETURN_IF_ERROR(Export(&result));
+  if (leader()) ANVIL_RETURN_IF_ERROR(Export(&result));
   return result;
 }
 

@@ -42,6 +42,10 @@ absl::StatusOr<int64_t> MetaInt(const Checkpoint& c, const std::string& path, co
 
 }  // namespace
 
+FinetuneRun::~FinetuneRun() {
+  if (metrics_fd_ >= 0) ::close(metrics_fd_);
+}
+
 std::string FinetuneRun::CheckpointDir() const {
   return recipe_.checkpoint.dir.empty() ? recipe_.output.dir + "/checkpoints" : recipe_.checkpoint.dir;
 }
@@ -78,13 +82,13 @@ absl::StatusOr<int64_t> FinetuneRun::Resume() {
   absl::StatusOr<LatestCheckpointResult> latest = LatestCheckpoint(dir);
   if (!latest.ok()) {
     if (latest.status().code() != absl::StatusCode::kNotFound) return latest.status();
-    if (options_.progress) {
+    if (options_.progress && leader()) {
       std::fprintf(stderr, "anvil finetune: starting fresh: %s\n",
                    std::string(latest.status().message()).c_str());
     }
     return 0;
   }
-  if (!latest->warning.empty() && options_.progress) {
+  if (!latest->warning.empty() && options_.progress && leader()) {
     std::fprintf(stderr, "anvil finetune: warning: %s\n", latest->warning.c_str());
   }
   const std::string& path = latest->path;
@@ -127,7 +131,7 @@ absl::StatusOr<int64_t> FinetuneRun::Resume() {
   ANVIL_ASSIGN_OR_RETURN(const int64_t index, MetaInt(ckpt, path, "data.index"));
   optimizer_->set_step(adam_step);
   ANVIL_RETURN_IF_ERROR(order_->Seek({epoch, index}));
-  if (options_.progress) {
+  if (options_.progress && leader()) {
     std::fprintf(stderr, "anvil finetune: resuming from %s (step %lld)\n", path.c_str(),
                  static_cast<long long>(ckpt.step));
   }
