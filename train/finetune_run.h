@@ -52,6 +52,10 @@ class FinetuneRun {
   bool leader() const { return rank() == 0; }
   // Whether this rank runs micro-batch `micro` of a step (also eval batches).
   bool Mine(int64_t micro) const { return micro % world() == rank(); }
+  // A step's micro-batches for this rank, given each one's cost (its tokens): longest first,
+  // each to the least-loaded rank, so ranks finish their share at about the same time. Every
+  // rank computes the same assignment from the same ids. trainer_parallel.cc.
+  std::vector<bool> MyMicroBatches(const std::vector<int64_t>& costs) const;
   // Sums every trainable gradient and stats[0, n) over the ranks (no-op for one process).
   absl::Status SumOverRanks(bool gradients, double* stats, size_t n);
   // All ranks resumed from the same step and see the same data: FailedPrecondition otherwise.

@@ -225,16 +225,33 @@ absl::Status FinetuneRun::TrainStep(int64_t step, StepMetrics* m, bool* stopped)
       for (int32_t t : sft_[static_cast<size_t>(id)].targets) count += t >= 0 ? 1 : 0;
     }
     denom = static_cast<double>(std::max<int64_t>(count, 1));
+    std::vector<int64_t> costs(static_cast<size_t>(accum), 0);
     for (int64_t i = 0; i < accum; ++i) {
-      if (stop || !Mine(i)) continue;
+      for (int64_t j = i * mb; j < (i + 1) * mb; ++j) {
+        costs[static_cast<size_t>(i)] +=
+            static_cast<int64_t>(sft_[static_cast<size_t>(ids[static_cast<size_t>(j)])].tokens.size());
+      }
+    }
+    const std::vector<bool> mine = MyMicroBatches(costs);
+    for (int64_t i = 0; i < accum; ++i) {
+      if (stop || !mine[static_cast<size_t>(i)]) continue;
       const std::vector<int64_t> sub(ids.begin() + i * mb, ids.begin() + (i + 1) * mb);
       ANVIL_RETURN_IF_ERROR(SftMicroBatch(sub, step, i, denom, &stats[kLoss], &tokens));
     }
   } else {
     m->dpo = true;
     denom = static_cast<double>(ids.size());
+    std::vector<int64_t> costs(static_cast<size_t>(accum), 0);
     for (int64_t i = 0; i < accum; ++i) {
-      if (stop || !Mine(i)) continue;
+      for (int64_t j = i * mb; j < (i + 1) * mb; ++j) {
+        const PreferenceExample& p = pref_[static_cast<size_t>(ids[static_cast<size_t>(j)])];
+        costs[static_cast<size_t>(i)] +=
+            static_cast<int64_t>(p.chosen.tokens.size() + p.rejected.tokens.size());
+      }
+    }
+    const std::vector<bool> mine = MyMicroBatches(costs);
+    for (int64_t i = 0; i < accum; ++i) {
+      if (stop || !mine[static_cast<size_t>(i)]) continue;
       const std::vector<int64_t> sub(ids.begin() + i * mb, ids.begin() + (i + 1) * mb);
       ANVIL_RETURN_IF_ERROR(DpoMicroBatch(sub, step, i, static_cast<int64_t>(ids.size()), m, &tokens));
     }

@@ -25,6 +25,23 @@ absl::Status Annotate(const absl::Status& s, int rank, int world, const std::str
 
 }  // namespace
 
+std::vector<bool> FinetuneRun::MyMicroBatches(const std::vector<int64_t>& costs) const {
+  const int w = world();
+  std::vector<bool> mine(costs.size(), w == 1);
+  if (w == 1) return mine;
+  std::vector<size_t> order(costs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return costs[a] > costs[b]; });
+  std::vector<int64_t> load(static_cast<size_t>(w), 0);
+  for (size_t i : order) {
+    const size_t r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[r] += costs[i];
+    mine[i] = static_cast<int>(r) == rank();
+  }
+  return mine;
+}
+
 absl::Status FinetuneRun::SumOverRanks(bool gradients, double* stats, size_t n) {
   if (world() == 1) return absl::OkStatus();
   Collective* c = options_.collective;
