@@ -279,8 +279,10 @@ Command CancelCommand() {
 }  // namespace
 
 std::vector<Command> ClusterCommands() {
-  return {SubmitCommand(), JobsCommand(), WatchCommand(), LogsCommand(), CancelCommand(),
-          UpCommand()};
+  std::vector<Command> all = {SubmitCommand(), JobsCommand(), WatchCommand(), LogsCommand(),
+                              CancelCommand(), UpCommand()};
+  for (Command& c : ArtifactCommands()) all.push_back(std::move(c));
+  return all;
 }
 
 }  // namespace anvil::cli

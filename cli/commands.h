@@ -27,8 +27,10 @@ Command TrainBenchCommand();
 Command FinetuneCommand();
 Command EvalChatCommand();
 #ifdef ANVIL_WITH_CLUSTER
-// cmd_cluster.cc, cmd_up.cc: submit, jobs, watch, logs, cancel, up.
+// cmd_cluster.cc, cmd_up.cc, cmd_artifacts.cc: submit, jobs, watch, logs, cancel, up, models,
+// download.
 Command UpCommand();
+std::vector<Command> ArtifactCommands();
 std::vector<Command> ClusterCommands();
 #endif
 

@@ -15,7 +15,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: anvil-coordinator --db PATH (--token-file PATH | --insecure-no-token)\n"
     "  [--listen ADDR (127.0.0.1:7070; port 0 picks one)] [--heartbeat-interval-ms N (1000)]\n"
-    "  [--dead-after-ms N (5000)]\n";
+    "  [--dead-after-ms N (5000)] [--blobs DIR (artifact blobs; <db>.blobs)]\n"
+    "  [--max-artifact-bytes N (17179869184 = 16 GiB)]\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "anvil-coordinator: %s\n%s", message.c_str(), kUsage);
@@ -41,6 +42,13 @@ int ParseFlags(int argc, char** argv, anvil::coordinator::CoordinatorOptions* op
       options->listen = value;
     } else if (flag == "--db") {
       options->db_path = value;
+    } else if (flag == "--blobs") {
+      options->blob_dir = value;
+    } else if (flag == "--max-artifact-bytes") {
+      if (!absl::SimpleAtoi(value, &n) || n <= 0) {
+        return Fail(flag + ": expected a positive integer, got " + value);
+      }
+      options->max_artifact_bytes = n;
     } else if (flag == "--token-file") {
       token_file = value;
     } else if (flag == "--heartbeat-interval-ms" || flag == "--dead-after-ms") {

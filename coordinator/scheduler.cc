@@ -303,6 +303,17 @@ absl::StatusOr<v1::Job> Scheduler::SubmitJob(const std::string& request_id,
       auto it = request_ids_.find(request_id);
       if (it != request_ids_.end()) return jobs_.at(it->second).job;
     }
+    int64_t unfinished = 0;
+    for (const auto& [n, j] : jobs_) {
+      const v1::JobState st = j.job.state();
+      unfinished += st == v1::JOB_STATE_QUEUED || st == v1::JOB_STATE_SCHEDULED ||
+                    st == v1::JOB_STATE_RUNNING;
+    }
+    if (unfinished >= options_.max_unfinished_jobs) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the coordinator holds ", unfinished, " unfinished jobs, its limit; "
+                       "submit again when some have finished"));
+    }
     JobRecord r;
     r.number = jobs_.empty() ? 1 : jobs_.rbegin()->first + 1;
     r.job.set_job_id(JobIdFromNumber(r.number));

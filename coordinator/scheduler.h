@@ -50,6 +50,9 @@ PlacementPlan PlanPlacement(std::vector<QueuedJob> queued, int32_t idle_workers)
 struct SchedulerOptions {
   int64_t heartbeat_interval_ms = 1000;
   int64_t dead_after_ms = 5000;
+  // Unfinished jobs (queued, scheduled, running) the coordinator holds at most: SubmitJob past
+  // it is RESOURCE_EXHAUSTED, so a runaway client cannot grow the queue without bound.
+  int64_t max_unfinished_jobs = 10000;
   std::function<int64_t()> now_ms;  // unset: the system clock
   // Called (without any lock held) after a change: "job/<job_id>" when the job has new events,
   // "worker/<worker_id>" when a task was assigned to the worker. Wakes long polls and watches.

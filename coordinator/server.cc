@@ -19,6 +19,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   }
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer(options));
   ANVIL_ASSIGN_OR_RETURN(s->store_, Store::Open(options.db_path));
+  ArtifactStoreOptions artifacts;
+  artifacts.db_path = options.db_path;
+  artifacts.blob_dir = options.blob_dir.empty() ? options.db_path + ".blobs" : options.blob_dir;
+  artifacts.max_size_bytes = options.max_artifact_bytes;
+  ANVIL_ASSIGN_OR_RETURN(s->artifact_store_, ArtifactStore::Open(artifacts));
   s->hub_ = std::make_unique<WaitHub>();
   SchedulerOptions sched;
   sched.heartbeat_interval_ms = options.heartbeat_interval_ms;
@@ -27,10 +32,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   sched.notify = [hub](const std::string& key) { hub->Notify(key); };
   ANVIL_ASSIGN_OR_RETURN(s->scheduler_, Scheduler::Create(s->store_.get(), std::move(sched)));
   s->auth_ = std::make_unique<rpc::TokenChecker>(options.token);
-  const ServiceDeps deps{s->store_.get(), s->scheduler_.get(), hub, s->auth_.get()};
+  const ServiceDeps deps{s->store_.get(), s->scheduler_.get(), hub, s->auth_.get(),
+                         s->artifact_store_.get()};
   s->jobs_ = std::make_unique<JobsService>(deps);
   s->workers_ = std::make_unique<WorkersService>(deps);
   s->rendezvous_ = std::make_unique<RendezvousService>(deps);
+  s->artifacts_ = std::make_unique<ArtifactsService>(deps);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -47,6 +54,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.RegisterService(s->jobs_.get());
   builder.RegisterService(s->workers_.get());
   builder.RegisterService(s->rendezvous_.get());
+  builder.RegisterService(s->artifacts_.get());
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || port == 0) {
     s->hub_->Shutdown();

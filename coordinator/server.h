@@ -1,5 +1,5 @@
 // The coordinator process minus flag parsing: opens the Store, builds the Scheduler, serves the
-// Jobs, Workers and Rendezvous services (plus grpc.health.v1) and runs the thread that declares
+// Jobs, Workers, Rendezvous and Artifacts services (plus grpc.health.v1) and runs the thread that declares
 // silent workers dead. main.cc and the in-process tests both start it through Start().
 #ifndef ANVIL_COORDINATOR_SERVER_H_
 #define ANVIL_COORDINATOR_SERVER_H_
@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "coordinator/artifact_store.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/services.h"
 #include "coordinator/store.h"
@@ -26,6 +27,8 @@ inline constexpr int kMaxReceiveMessageBytes = 16 << 20;
 struct CoordinatorOptions {
   std::string listen = "127.0.0.1:7070";  // port 0: a free port (see CoordinatorServer::port)
   std::string db_path;                    // SQLite file, created when missing
+  std::string blob_dir;                   // artifact blobs; empty: <db_path>.blobs
+  int64_t max_artifact_bytes = kDefaultMaxArtifactBytes;
   std::string token;                      // empty: no authentication (tests, --insecure-no-token)
   int64_t heartbeat_interval_ms = 1000;
   int64_t dead_after_ms = 5000;
@@ -53,12 +56,14 @@ class CoordinatorServer {
 
   CoordinatorOptions options_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<ArtifactStore> artifact_store_;
   std::unique_ptr<WaitHub> hub_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<rpc::TokenChecker> auth_;
   std::unique_ptr<JobsService> jobs_;
   std::unique_ptr<WorkersService> workers_;
   std::unique_ptr<RendezvousService> rendezvous_;
+  std::unique_ptr<ArtifactsService> artifacts_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string address_;

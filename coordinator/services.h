@@ -1,6 +1,6 @@
-// The coordinator's three gRPC services (callback API), thin adapters: check the bearer token,
-// validate the request, call the Scheduler / Store, fill the reply. Long calls (PollTask,
-// WatchJob, Rendezvous Get/Wait) wait on the WaitHub instead of parking a gRPC thread.
+// The coordinator's gRPC services (callback API), thin adapters: check the bearer token,
+// validate the request, call the Scheduler / Store / ArtifactStore, fill the reply. Long calls
+// (PollTask, WatchJob, Rendezvous Get/Wait) wait on the WaitHub instead of parking a gRPC thread.
 #ifndef ANVIL_COORDINATOR_SERVICES_H_
 #define ANVIL_COORDINATOR_SERVICES_H_
 
@@ -13,9 +13,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "anvil/v1/artifacts.grpc.pb.h"
 #include "anvil/v1/jobs.grpc.pb.h"
 #include "anvil/v1/rendezvous.grpc.pb.h"
 #include "anvil/v1/workers.grpc.pb.h"
+#include "coordinator/artifact_store.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/store.h"
 #include "coordinator/wait_hub.h"
@@ -29,6 +31,7 @@ struct ServiceDeps {
   Scheduler* scheduler = nullptr;
   WaitHub* hub = nullptr;
   const rpc::TokenChecker* auth = nullptr;
+  ArtifactStore* artifacts = nullptr;
 };
 
 class JobsService final : public v1::Jobs::CallbackService {
@@ -85,6 +88,26 @@ class RendezvousService final : public v1::Rendezvous::CallbackService {
   grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* ctx,
                                  const v1::WaitRequest* request,
                                  v1::WaitResponse* response) override;
+
+ private:
+  ServiceDeps deps_;
+};
+
+// anvil.v1.Artifacts (artifacts_service.cc): uploads and downloads stream through reactors that
+// hold no lock; blob files and rows are the ArtifactStore's.
+class ArtifactsService final : public v1::Artifacts::CallbackService {
+ public:
+  explicit ArtifactsService(ServiceDeps deps) : deps_(deps) {}
+  grpc::ServerReadReactor<v1::UploadRequest>* Upload(grpc::CallbackServerContext* ctx,
+                                                     v1::Artifact* response) override;
+  grpc::ServerWriteReactor<v1::DownloadChunk>* Download(
+      grpc::CallbackServerContext* ctx, const v1::DownloadRequest* request) override;
+  grpc::ServerUnaryReactor* GetArtifact(grpc::CallbackServerContext* ctx,
+                                        const v1::GetArtifactRequest* request,
+                                        v1::Artifact* response) override;
+  grpc::ServerUnaryReactor* ListArtifacts(grpc::CallbackServerContext* ctx,
+                                          const v1::ListArtifactsRequest* request,
+                                          v1::ListArtifactsResponse* response) override;
 
  private:
   ServiceDeps deps_;

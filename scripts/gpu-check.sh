@@ -9,9 +9,11 @@
 #                                     # build/gpu-bundle/{bin,lib} (stripped, ~10-20 MB)
 #   scripts/gpu-check.sh              # GPU machine: run the `cuda` tests and the CUDA kernel
 #                                     # benchmarks from build/gpu-bundle, print a short table
+#                                     # (GPU_CHECK_BENCH=0: the tests only)
 #
 # With the device tool: run(command="bash scripts/gpu-check.sh", carry=["build/gpu-bundle"]).
-# CUDA's own libraries (cudart, cuBLAS) are not bundled: the GPU machine's CUDA 13 has them.
+# CUDA's own libraries (cudart, cuBLAS, NCCL) are not bundled: the GPU machine's CUDA 13 and
+# PyTorch's wheels have them.
 # Results also go to $OUT (when set) as gpu-check.txt and the benchmarks' JSON.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +26,8 @@ bundle() {
     -DANVIL_OPENBLAS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
   local targets=()
   local t
-  for t in "$ROOT"/tests/unit/kernels_cuda_*_test.cc "$ROOT"/bench/cuda_*_bench.cc; do
+  for t in "$ROOT"/tests/unit/kernels_cuda_*_test.cc "$ROOT"/tests/unit/worker_nccl_test.cc \
+    "$ROOT"/bench/cuda_*_bench.cc; do
     [[ -f "$t" ]] && targets+=("$(basename "${t%.cc}")")
   done
   ninja -C "$build" "${targets[@]}"
@@ -39,7 +42,7 @@ bundle() {
     ldd "$bin" | awk '/=> \// {print $1, $3}' | while read -r name path; do
       case "$name" in
         libc.so* | libm.so* | libstdc++.so* | libgcc_s.so* | ld-linux* | libpthread.so* | \
-          libdl.so* | librt.so* | libcudart.so* | libcublas.so* | libcublasLt.so*) ;;
+          libdl.so* | librt.so* | libcudart.so* | libcublas.so* | libcublasLt.so* | libnccl.so*) ;;
         *) cp -L "$path" "$BUNDLE/lib/$name" ;;
       esac
     done
@@ -78,13 +81,15 @@ check() {
     echo
   } | tee "$out/gpu-check.txt"
   local failed=0 t
-  for t in "$BUNDLE"/bin/kernels_cuda_*_test; do
+  for t in "$BUNDLE"/bin/kernels_cuda_*_test "$BUNDLE"/bin/worker_nccl_test; do
+    [[ -x "$t" ]] || continue
     echo "## $(basename "$t")" | tee -a "$out/gpu-check.txt"
     if ! timeout 300 "$t" --gtest_brief=1 2>&1 | tee -a "$out/gpu-check.txt" | tail -40; then
       failed=1
     fi
   done
   for t in "$BUNDLE"/bin/cuda_*_bench; do
+    [[ "${GPU_CHECK_BENCH:-1}" == 1 ]] || break  # GPU_CHECK_BENCH=0: tests only
     local name
     name="$(basename "$t")"
     echo "## $name" | tee -a "$out/gpu-check.txt"

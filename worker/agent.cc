@@ -2,6 +2,9 @@
 // training runs here), the heartbeat thread, and whoever calls Shutdown(). mu_ guards the
 // shared fields and is never held across an RPC, except to cancel the PollTask in flight.
 #include "worker/agent.h"
+#ifdef ANVIL_WITH_NCCL
+#include "worker/nccl_collective.h"
+#endif
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -95,6 +98,14 @@ absl::Status Agent::Register(bool first, const std::string& stale_id) {
     cpu->set_kind("cpu");
     cpu->set_name(CpuName());
     cpu->set_threads(config_.threads);
+#ifdef ANVIL_WITH_NCCL
+    for (const GpuInfo& g : ListGpus()) {
+      v1::Device* gpu = request.add_devices();
+      gpu->set_kind("cuda");
+      gpu->set_name(g.name);
+      gpu->set_memory_bytes(g.memory_bytes);
+    }
+#endif
     v1::RegisterResponse response;
     grpc::ClientContext context;
     rpc::PrepareContext(&context, config_.token, config_.rpc_deadline);
@@ -241,6 +252,8 @@ void Agent::Execute(const v1::Task& task) {
   env.threads = config_.threads;
   env.gloo_host = config_.gloo_host;
   env.collective_timeout = config_.collective_timeout;
+  env.collective = config_.collective;
+  env.cuda_device = config_.cuda_device;
   env.progress = config_.progress;
   env.should_stop = [this] { return stop_task_.load() || shutting_down(); };
   env.report_step = [this, &task](const train::StepMetrics& m) { return ReportStep(task, m); };

@@ -32,6 +32,8 @@ struct AgentConfig {
   int threads = 1;                        // CPU threads for training
   std::string gloo_host = "127.0.0.1";    // where peers reach this worker's collectives
   std::chrono::milliseconds collective_timeout{60000};
+  std::string collective = "gloo";  // or "nccl" (TaskEnvironment::collective)
+  int cuda_device = 0;
   std::chrono::milliseconds poll_wait{10000};    // PollTask's wait_ms
   std::chrono::milliseconds rpc_deadline{10000}; // every other call (PollTask: wait + this)
   std::chrono::milliseconds max_backoff{5000};   // between retries of a failing call

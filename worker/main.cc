@@ -23,6 +23,9 @@ ABSL_FLAG(std::string, name, "", "worker name, stable across restarts (default: 
 ABSL_FLAG(int, threads, 1, "CPU threads for training");
 ABSL_FLAG(std::string, gloo_host, "127.0.0.1", "address peers reach this worker's collectives on");
 ABSL_FLAG(int, collective_timeout_s, 60, "seconds a collective waits for its peers");
+ABSL_FLAG(std::string, collective, "gloo",
+          "gloo (CPU, TCP) or nccl (CUDA builds: the GPUs reduce the gradients)");
+ABSL_FLAG(int, cuda_device, 0, "CUDA device for --collective nccl");
 
 namespace {
 
@@ -51,6 +54,11 @@ absl::StatusOr<anvil::worker::AgentConfig> ConfigFromFlags() {
   const int timeout_s = absl::GetFlag(FLAGS_collective_timeout_s);
   if (timeout_s < 1) return absl::InvalidArgumentError("--collective-timeout-s: at least 1");
   c.collective_timeout = std::chrono::seconds(timeout_s);
+  c.collective = absl::GetFlag(FLAGS_collective);
+  if (c.collective != "gloo" && c.collective != "nccl") {
+    return absl::InvalidArgumentError("--collective: gloo or nccl");
+  }
+  c.cuda_device = absl::GetFlag(FLAGS_cuda_device);
   const std::string token_file = absl::GetFlag(FLAGS_token_file);
   if (!token_file.empty()) {
     absl::StatusOr<std::string> token = anvil::rpc::ReadTokenFile(token_file);

@@ -1,16 +1,23 @@
 // RunTask: Task -> Recipe -> (rendezvous, Gloo mesh) -> RunFinetune. The rendezvous keys of
 // the mesh live under the task's namespace, prefixed "gloo/" so other uses of the namespace
-// (an NCCL unique id later) cannot collide with them.
+// (an NCCL unique id later) cannot collide with them. After a successful run rank 0 registers
+// the outputs with the coordinator's artifact registry (worker/artifact_upload.h) and adds
+// "artifact:<id>" entries to the outputs it reports.
 #include "worker/task_runner.h"
 
 #include <gloo/rendezvous/prefix_store.h>
 
 #include <atomic>
+#include <cstdio>
 #include <exception>
 
 #include "absl/strings/str_cat.h"
 #include "rpc/job_spec.h"
+#include "worker/artifact_upload.h"
 #include "worker/gloo_collective.h"
+#ifdef ANVIL_WITH_NCCL
+#include "worker/nccl_collective.h"
+#endif
 #include "worker/rendezvous_store.h"
 
 namespace anvil::worker {
@@ -22,7 +29,27 @@ absl::Status Annotate(const absl::Status& s, const v1::Task& task) {
                                              "/", task.world_size(), "): ", s.message()));
 }
 
-absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment& env) {
+// Registers a finished run's base model and outputs; their ids, as "artifact:<id>" outputs.
+absl::StatusOr<std::vector<std::string>> RegisterOutputs(const v1::Task& task,
+                                                         const TaskEnvironment& env,
+                                                         const std::string& model,
+                                                         const train::RunResult& r) {
+  FinetuneOutputs run;
+  run.job_id = task.job_id();
+  run.base_model = model;
+  run.outputs = r.outputs;
+  if (!r.losses.empty()) run.metrics["final_loss"] = absl::StrCat(r.losses.back());
+  run.metrics["steps"] = absl::StrCat(r.last_step);
+  if (r.eval_loss >= 0) run.metrics["eval_loss"] = absl::StrCat(r.eval_loss);
+  ArtifactUploader uploader(env.channel, env.token);
+  absl::StatusOr<std::vector<std::string>> ids = UploadFinetuneOutputs(uploader, run);
+  if (!ids.ok()) return ids.status();
+  for (std::string& id : *ids) id = "artifact:" + id;
+  return ids;
+}
+
+absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment& env,
+                                     std::string* model) {
   if (!task.spec().has_finetune()) {
     return absl::UnimplementedError("this worker runs finetune tasks only; the spec has none");
   }
@@ -33,9 +60,22 @@ absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment
   absl::StatusOr<train::Recipe> recipe = rpc::RecipeFromSpec(task.spec().finetune());
   if (!recipe.ok()) return recipe.status();
   recipe->train.threads = env.threads;
+  *model = recipe->model;
 
-  std::unique_ptr<GlooCollective> collective;
-  if (task.world_size() > 1) {
+  std::unique_ptr<train::Collective> collective;
+  if (task.world_size() > 1 && env.collective == "nccl") {
+#ifdef ANVIL_WITH_NCCL
+    RendezvousStore rpc_store(env.channel, env.token, task.rendezvous_namespace(),
+                              env.collective_timeout);
+    gloo::rendezvous::PrefixStore store("nccl", rpc_store);
+    absl::StatusOr<std::unique_ptr<NcclCollective>> c = NcclCollective::Connect(
+        {task.rank(), task.world_size(), env.cuda_device, env.collective_timeout}, store);
+    if (!c.ok()) return c.status();
+    collective = std::move(*c);
+#else
+    return absl::UnimplementedError("this worker was built without NCCL (CUDA off or no NCCL)");
+#endif
+  } else if (task.world_size() > 1) {
     RendezvousStore rpc_store(env.channel, env.token, task.rendezvous_namespace(),
                               env.collective_timeout);
     gloo::rendezvous::PrefixStore store("gloo", rpc_store);
@@ -71,12 +111,28 @@ absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment
 TaskOutcome RunTask(const v1::Task& task, const TaskEnvironment& env) {
   TaskOutcome out;
   try {
-    absl::StatusOr<train::RunResult> r = Run(task, env);
+    std::string model;
+    absl::StatusOr<train::RunResult> r = Run(task, env, &model);
     if (!r.ok()) {
       out.status = Annotate(r.status(), task);
       return out;
     }
     out.outputs = r->outputs;
+    if (task.rank() == 0) {
+      absl::StatusOr<std::vector<std::string>> ids = RegisterOutputs(task, env, model, *r);
+      if (ids.ok()) {
+        out.outputs.insert(out.outputs.end(), ids->begin(), ids->end());
+      } else if (absl::IsUnimplemented(ids.status())) {
+        // A coordinator without the registry: the files on disk are the result.
+        std::fprintf(stderr, "task %s: outputs not registered (no artifact registry): %s\n",
+                     task.task_id().c_str(), std::string(ids.status().message()).c_str());
+      } else {
+        out.status = Annotate(absl::Status(ids.status().code(),
+                                           absl::StrCat("registering the outputs: ",
+                                                        ids.status().message())),
+                              task);
+      }
+    }
   } catch (const std::exception& e) {
     // Nothing below should throw; if something does (e.g. bad_alloc), the task fails, not the
     // worker.

@@ -25,6 +25,9 @@ struct TaskEnvironment {
   int threads = 1;                         // replaces the recipe's train.threads
   std::string gloo_host = "127.0.0.1";     // this worker's address for its peers
   std::chrono::milliseconds collective_timeout{60000};
+  // "gloo" (CPU, TCP) or "nccl" (CUDA builds with NCCL: the ranks' GPUs do the reduction).
+  std::string collective = "gloo";
+  int cuda_device = 0;                     // for "nccl"
   bool progress = true;                    // rank 0's step lines on stderr
   // Polled between steps: true stops the task (RunFinetune returns Cancelled).
   std::function<bool()> should_stop;

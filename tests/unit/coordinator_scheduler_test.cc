@@ -60,7 +60,7 @@ class SchedulerTest : public ::testing::Test {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void Open() {
+  void Open(int64_t max_unfinished_jobs = 10000) {
     sched_.reset();
     store_.reset();
     auto store = Store::Open((dir_ / "state.db").string());
@@ -68,6 +68,7 @@ class SchedulerTest : public ::testing::Test {
     store_ = std::move(*store);
     SchedulerOptions o;
     o.dead_after_ms = 5000;
+    o.max_unfinished_jobs = max_unfinished_jobs;
     o.now_ms = [this] { return now_; };
     o.notify = [this](const std::string& key) { notified_.push_back(key); };
     auto s = Scheduler::Create(store_.get(), o);
@@ -173,6 +174,24 @@ TEST_F(SchedulerTest, GangStartsOnlyWhenAllWorkersAreIdleAndRunsWhenAllPolled) {
     EXPECT_EQ(events[i].state().state(), want[i]);
   }
   EXPECT_EQ(events[1].state().worker_ids_size(), 3);
+}
+
+// The queue is bounded: past the limit of unfinished jobs SubmitJob is RESOURCE_EXHAUSTED and
+// writes nothing; an idempotent resubmission still answers; a finished job makes room.
+TEST_F(SchedulerTest, UnfinishedJobsAreBounded) {
+  Open(2);
+  const v1::Job a = Submit(Spec(1), "a");
+  Submit(Spec(1), "b");
+  EXPECT_THAT(sched_->SubmitJob("c", Spec(1)).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  auto again = sched_->SubmitJob("a", Spec(1));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->job_id(), a.job_id());
+  ASSERT_THAT(sched_->CancelJob(a.job_id()), IsOk());
+  EXPECT_THAT(sched_->SubmitJob("c", Spec(1)), IsOk());
+  auto page = sched_->ListJobs({}, 100, "");
+  ASSERT_THAT(page, IsOk());
+  EXPECT_EQ(page->jobs.size(), 3u);
 }
 
 TEST_F(SchedulerTest, HigherPriorityFirstFifoWithinPriority) {
