@@ -124,6 +124,22 @@ class Process {
   size_t consumed_ = 0;
 };
 
+// Runs a shell command; returns its stdout and stderr together and sets its exit code.
+inline std::string RunShell(const std::string& cmd, int* exit_code) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) {
+    *exit_code = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
 // A coordinator (and its state files) under `dir`.
 struct Coordinator {
   std::string dir, address, token, token_file, db;

@@ -40,17 +40,6 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-std::string RunShell(const std::string& cmd, int* exit_code) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
 class ClusterArtifacts : public ::testing::Test {
  protected:
   std::unique_ptr<v1::Artifacts::Stub> Stub() const {

@@ -102,17 +102,6 @@ TEST(ClusterJobs, GangJobWaitsWithItsReason) {
   EXPECT_EQ(done.worker_ids_size(), 3);
 }
 
-std::string RunShell(const std::string& cmd, int* exit_code) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
 TEST(ClusterCli, SubmitWatchAndList) {
   const std::string dir = MakeClusterWorkDir("cli");
   Coordinator c;
