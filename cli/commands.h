@@ -26,6 +26,7 @@ Command DemoCommand();
 Command TrainBenchCommand();
 Command FinetuneCommand();
 Command EvalChatCommand();
+Command EvalCommand();  // cmd_eval.cc: anvil eval MODEL TASK.yaml
 #ifdef ANVIL_WITH_CLUSTER
 // cmd_cluster.cc, cmd_up.cc, cmd_artifacts.cc: submit, jobs, watch, logs, cancel, up, models,
 // download.
@@ -38,7 +39,7 @@ inline std::vector<Command> AllCommands() {
   std::vector<Command> all = {InfoCommand(),       TokenizeCommand(), GenerateCommand(),
                               ChatCommand(),       PerplexityCommand(), BenchCommand(),
                               DemoCommand(),       FinetuneCommand(), EvalChatCommand(),
-                              TrainBenchCommand()};
+                              EvalCommand(),       TrainBenchCommand()};
 #ifdef ANVIL_WITH_CLUSTER
   for (Command& c : ClusterCommands()) all.push_back(std::move(c));
 #endif
