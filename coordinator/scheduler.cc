@@ -226,6 +226,7 @@ void Scheduler::StartAttemptLocked(JobRecord& job, int32_t n) {
   v1::Job& j = job.job;
   j.set_attempt(j.attempt() + 1);
   j.clear_worker_ids();
+  j.clear_progress();  // the attempt reports its own steps (from its checkpoint on)
   const std::string ns = absl::StrCat(j.job_id(), "/a", j.attempt());
   int32_t rank = 0;
   // Idle workers in id order: deterministic, so tests and logs are reproducible.

@@ -159,7 +159,11 @@ absl::StatusOr<bool> Scheduler::ReportProgress(const v1::ReportProgressRequest& 
     }
     if (task.state != TaskState::kAssigned && task.state != TaskState::kRunning) return true;
     JobRecord& job = *FindJobLocked(task.task.job_id());
-    if (task.task.rank() == 0 && request.has_progress()) {
+    // A report the coordinator already has (a retry whose answer was lost, a backlog resent
+    // after a restart) adds nothing: steps only move forward within an attempt, and a new
+    // attempt starts from a cleared progress.
+    if (task.task.rank() == 0 && request.has_progress() &&
+        request.progress().step() > job.job.progress().step()) {
       *job.job.mutable_progress() = request.progress();
       TouchJob(job);
       v1::JobEvent e;

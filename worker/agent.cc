@@ -186,28 +186,50 @@ void Agent::HeartbeatLoop() {
 }
 
 bool Agent::ReportStep(const v1::Task& task, const train::StepMetrics& m) {
-  v1::ReportProgressRequest request;
-  request.set_worker_id(worker_id());
-  request.set_task_id(task.task_id());
-  v1::Progress* p = request.mutable_progress();
-  p->set_step(m.step);
-  p->set_total_steps(m.total_steps);
-  p->set_loss(m.loss);
-  p->set_lr(m.lr);
-  p->set_grad_norm(m.grad_norm);
-  p->set_tokens_per_s(m.tokens_per_s);
-  p->set_eta_s(m.eta_s);
-  v1::ReportProgressResponse response;
-  grpc::ClientContext context;
-  rpc::PrepareContext(&context, config_.token, std::min(config_.rpc_deadline, kProgressDeadline));
-  const grpc::Status s = stub_->ReportProgress(&context, request, &response);
-  if (!s.ok()) {
-    // Progress is advisory: training goes on; the heartbeat carries stop requests too.
-    std::fprintf(stderr, "anvil-worker %s: progress report of step %lld failed (%s)\n",
-                 config_.name.c_str(), static_cast<long long>(m.step), Describe(s).c_str());
-    return false;
+  v1::Progress p;
+  p.set_step(m.step);
+  p.set_total_steps(m.total_steps);
+  p.set_loss(m.loss);
+  p.set_lr(m.lr);
+  p.set_grad_norm(m.grad_norm);
+  p.set_tokens_per_s(m.tokens_per_s);
+  p.set_eta_s(m.eta_s);
+  backlog_.push_back(std::move(p));
+  if (backlog_.size() > kMaxBacklog) backlog_.pop_front();
+  bool stop = false;
+  SendBacklog(task, &stop);
+  return stop;
+}
+
+bool Agent::SendBacklog(const v1::Task& task, bool* stop) {
+  while (!backlog_.empty()) {
+    v1::ReportProgressRequest request;
+    request.set_worker_id(worker_id());
+    request.set_task_id(task.task_id());
+    *request.mutable_progress() = backlog_.front();
+    v1::ReportProgressResponse response;
+    grpc::ClientContext context;
+    rpc::PrepareContext(&context, config_.token,
+                        std::min(config_.rpc_deadline, kProgressDeadline));
+    const grpc::Status s = stub_->ReportProgress(&context, request, &response);
+    if (!s.ok()) {
+      // Training goes on (the heartbeat carries stop requests too); the report waits in the
+      // backlog. One line per outage, not one per step.
+      if (!progress_failing_) {
+        std::fprintf(stderr,
+                     "anvil-worker %s: progress report of step %lld failed (%s); kept for "
+                     "later\n",
+                     config_.name.c_str(), static_cast<long long>(request.progress().step()),
+                     Describe(s).c_str());
+      }
+      progress_failing_ = true;
+      return false;
+    }
+    progress_failing_ = false;
+    backlog_.pop_front();
+    if (response.stop_task()) *stop = true;
   }
-  return response.stop_task();
+  return true;
 }
 
 void Agent::Complete(const v1::Task& task, const TaskOutcome& outcome) {
@@ -257,7 +279,14 @@ void Agent::Execute(const v1::Task& task) {
   env.progress = config_.progress;
   env.should_stop = [this] { return stop_task_.load() || shutting_down(); };
   env.report_step = [this, &task](const train::StepMetrics& m) { return ReportStep(task, m); };
+  backlog_.clear();
   const TaskOutcome outcome = RunTask(task, env);
+  // The reports still waiting go first (the coordinator may be back by now).
+  const auto give_up = std::chrono::steady_clock::now() + kCompleteRetryFor;
+  for (bool stop = false; !SendBacklog(task, &stop) && !shutting_down() &&
+                          std::chrono::steady_clock::now() < give_up;) {
+    SleepFor(milliseconds(200));
+  }
   std::fprintf(stderr, "anvil-worker %s: task %s %s\n", config_.name.c_str(),
                task.task_id().c_str(), outcome.status.ok() ? "succeeded" : outcome.status.ToString().c_str());
   Complete(task, outcome);

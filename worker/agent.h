@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -69,6 +70,9 @@ class Agent {
   // Runs one task and reports its end.
   void Execute(const v1::Task& task);
   bool ReportStep(const v1::Task& task, const train::StepMetrics& m);
+  // Sends the unacknowledged progress reports in order; false when one fails (the rest wait for
+  // the next call). Sets *stop when the coordinator says to stop. Only the task thread calls it.
+  bool SendBacklog(const v1::Task& task, bool* stop);
   void Complete(const v1::Task& task, const TaskOutcome& outcome);
   // Sleeps up to `d`; returns early (false) on shutdown.
   bool SleepFor(std::chrono::milliseconds d);
@@ -83,6 +87,12 @@ class Agent {
   std::string worker_id_;
   std::chrono::milliseconds heartbeat_interval_{2000};
   std::string task_id_;                     // the running task, empty when idle
+  // Rank 0's step reports not yet acknowledged (the coordinator may be restarting): sent in
+  // order before newer ones and before CompleteTask, so the job's metric history has no holes.
+  // Task thread only; bounded (the oldest are dropped past kMaxBacklog).
+  std::deque<v1::Progress> backlog_;
+  bool progress_failing_ = false;
+  static constexpr size_t kMaxBacklog = 100000;
   grpc::ClientContext* poll_context_ = nullptr;  // the PollTask in flight, to cancel it
 
   std::mutex register_mu_;                  // one registration at a time (loop or heartbeat)

@@ -208,6 +208,19 @@ TEST(ClusterTraining, CoordinatorKill9AndRestartLosesNothing) {
   int succeeded = 0;
   for (const auto& ev : stored) succeeded += ev.has_state() && ev.state().state() == v1::JOB_STATE_SUCCEEDED;
   EXPECT_EQ(succeeded, 1);
+  // Every step's metrics exactly once, in order, including the steps trained while the
+  // coordinator was down (the worker kept them and sent them when it came back).
+  std::vector<int64_t> steps_seen;
+  for (const auto& ev : stored) {
+    if (ev.has_progress()) steps_seen.push_back(ev.progress().step());
+  }
+  ASSERT_EQ(steps_seen.size(), static_cast<size_t>(steps));
+  for (int i = 0; i < steps; ++i) EXPECT_EQ(steps_seen[i], i + 1);
+  // The outputs were registered once: the base model and the adapter.
+  ANVIL_ASSERT_OK_AND_ASSIGN(v1::Job final_job, GetJob(cl.coord, job.job_id()));
+  int artifacts = 0;
+  for (const std::string& o : final_job.outputs()) artifacts += o.rfind("artifact:", 0) == 0;
+  EXPECT_EQ(artifacts, 2);
   // Resubmitting with the same request id returns the same job: it survived the restart.
   ANVIL_ASSERT_OK_AND_ASSIGN(v1::Job again,
                              Submit(cl.coord, FinetuneJob(dir, LoraRecipe("dp", steps, 5), 2),
