@@ -212,36 +212,12 @@ const char* MetricKindName(MetricKind m) {
 absl::StatusOr<Task> ParseTask(std::string_view yaml, std::string_view name_view,
                                std::string_view base_dir) {
   const std::string name(name_view);
-  Errors errors{name};
   Task t;
   t.source = name;
-  if (yaml.size() > kMaxTaskBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": ", yaml.size(), " bytes; a task file is at most ", kMaxTaskBytes));
-  }
-  try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
-    if (docs.empty() || docs[0].IsNull()) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": the task file is empty"));
-    }
-    if (docs.size() > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": ", docs.size(), " YAML documents; a task is one"));
-    }
-    if (!docs[0].IsMap()) {
-      errors.Add(&docs[0], "",
-                 absl::StrCat("expected a mapping of fields, got ", train::Describe(docs[0])));
-    } else {
-      ReadTask(docs[0], &errors, &t, std::string(base_dir));
-    }
-  } catch (const YAML::Exception& e) {
-    if (e.mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", e.msg));
-    return absl::InvalidArgumentError(absl::StrCat(name, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": YAML error: ", e.msg));
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": ", e.what()));
-  }
-  if (absl::Status s = errors.ToStatus(); !s.ok()) return s;
+  ANVIL_RETURN_IF_ERROR(train::ParseStrictYaml(
+      yaml, name, "task file", kMaxTaskBytes, [&](const YAML::Node& root, train::Errors* errors) {
+        ReadTask(root, errors, &t, std::string(base_dir));
+      }));
   return t;
 }
 

@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kernels/core/status_macros.h"
 #include "train/yaml_fields.h"
 
 namespace anvil::train {
@@ -188,35 +189,12 @@ LoraConfig DefaultRecipeLora() {
 absl::StatusOr<Recipe> ParseRecipe(std::string_view yaml, std::string_view name_view,
                                    std::string_view base_dir) {
   const std::string name(name_view);
-  Errors errors{name};
   Recipe r;
   r.source = name;
-  if (yaml.size() > kMaxRecipeBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": ", yaml.size(), " bytes; a recipe is at most ", kMaxRecipeBytes));
-  }
-  try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
-    if (docs.empty() || docs[0].IsNull()) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": the recipe is empty"));
-    }
-    if (docs.size() > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": ", docs.size(), " YAML documents; a recipe is one"));
-    }
-    if (!docs[0].IsMap()) {
-      errors.Add(&docs[0], "", absl::StrCat("expected a mapping of fields, got ", Describe(docs[0])));
-    } else {
-      ReadRecipe(docs[0], &errors, &r, std::string(base_dir));
-    }
-  } catch (const YAML::Exception& e) {
-    if (e.mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", e.msg));
-    return absl::InvalidArgumentError(absl::StrCat(name, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": YAML error: ", e.msg));
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": ", e.what()));
-  }
-  if (absl::Status s = errors.ToStatus(); !s.ok()) return s;
+  ANVIL_RETURN_IF_ERROR(ParseStrictYaml(yaml, name, "recipe", kMaxRecipeBytes,
+                                        [&](const YAML::Node& root, Errors* errors) {
+                                          ReadRecipe(root, errors, &r, std::string(base_dir));
+                                        }));
   return r;
 }
 

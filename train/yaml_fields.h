@@ -295,6 +295,43 @@ inline std::string ResolvePath(const std::string& p, const std::string& base_dir
   return (std::filesystem::path(base_dir) / path).lexically_normal().string();
 }
 
+// Parses `yaml` (one document, at most max_bytes) and hands its top-level mapping to
+// `read(node, errors)`; a YAML syntax error, an empty text, several documents or a top level
+// that is not a mapping is an InvalidArgument naming `name` (and the line and column where
+// known), and so is every problem `read` records. `what` names the kind of file in messages
+// ("recipe", "task file").
+template <typename Read>
+absl::Status ParseStrictYaml(std::string_view yaml, const std::string& name, const char* what,
+                             size_t max_bytes, Read&& read) {
+  if (yaml.size() > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": ", yaml.size(), " bytes; a ", what, " is at most ", max_bytes));
+  }
+  Errors errors{name};
+  try {
+    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    if (docs.empty() || docs[0].IsNull()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": the ", what, " is empty"));
+    }
+    if (docs.size() > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": ", docs.size(), " YAML documents; a ", what, " is one"));
+    }
+    if (!docs[0].IsMap()) {
+      errors.Add(&docs[0], "", absl::StrCat("expected a mapping of fields, got ", Describe(docs[0])));
+    } else {
+      read(docs[0], &errors);
+    }
+  } catch (const YAML::Exception& e) {
+    if (e.mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat(name, ":", e.mark.line + 1, ":",
+                                                   e.mark.column + 1, ": YAML error: ", e.msg));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", e.what()));
+  }
+  return errors.ToStatus();
+}
+
 }  // namespace anvil::train
 
 #endif  // ANVIL_TRAIN_YAML_FIELDS_H_
