@@ -57,9 +57,15 @@ absl::StatusOr<Args> Args::Parse(const CommandSpec& spec, const std::vector<std:
       a.positional_.push_back(s);
     }
   }
-  if (a.positional_.size() != spec.positional.size()) {
+  // A last positional named "NAME..." takes one or more arguments.
+  const bool variadic = !spec.positional.empty() && spec.positional.back().size() > 3 &&
+                        spec.positional.back().compare(spec.positional.back().size() - 3, 3,
+                                                       "...") == 0;
+  if (variadic ? a.positional_.size() < spec.positional.size()
+               : a.positional_.size() != spec.positional.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "'", spec.name, "' takes ", spec.positional.size(), " argument(s) (",
+        "'", spec.name, "' takes ", variadic ? "at least " : "", spec.positional.size(),
+        " argument(s) (",
         absl::StrJoin(spec.positional, " "), "), got ", a.positional_.size(), " (see --help)"));
   }
   return a;

@@ -22,7 +22,7 @@ struct FlagSpec {
 struct CommandSpec {
   std::string name;
   std::string summary;
-  std::vector<std::string> positional;  // names, all required
+  std::vector<std::string> positional;  // names, all required; a last "NAME..." takes 1 or more
   std::vector<FlagSpec> flags;
 };
 
@@ -34,6 +34,7 @@ class Args {
 
   bool help() const { return help_; }
   const std::string& positional(size_t i) const { return positional_[i]; }
+  const std::vector<std::string>& positionals() const { return positional_; }
   std::string Get(const std::string& name) const;
   bool Has(const std::string& name) const { return set_.count(name) > 0; }  // given explicitly
   absl::StatusOr<int64_t> GetInt(const std::string& name) const;

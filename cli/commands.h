@@ -27,6 +27,7 @@ Command TrainBenchCommand();
 Command FinetuneCommand();
 Command EvalChatCommand();
 Command EvalCommand();  // cmd_eval.cc: anvil eval MODEL TASK.yaml
+Command CompareCommand();  // cmd_compare.cc: anvil compare RESULTS.json...
 #ifdef ANVIL_WITH_CLUSTER
 // cmd_cluster.cc, cmd_up.cc, cmd_artifacts.cc: submit, jobs, watch, logs, cancel, up, models,
 // download.
@@ -39,7 +40,7 @@ inline std::vector<Command> AllCommands() {
   std::vector<Command> all = {InfoCommand(),       TokenizeCommand(), GenerateCommand(),
                               ChatCommand(),       PerplexityCommand(), BenchCommand(),
                               DemoCommand(),       FinetuneCommand(), EvalChatCommand(),
-                              EvalCommand(),       TrainBenchCommand()};
+                              EvalCommand(),       TrainBenchCommand(), CompareCommand()};
 #ifdef ANVIL_WITH_CLUSTER
   for (Command& c : ClusterCommands()) all.push_back(std::move(c));
 #endif
