@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "eval/compare.h"
 #include "kernels/core/status_macros.h"
+#include "model/file_io.h"
 
 namespace anvil::cli {
 namespace {
@@ -20,20 +21,6 @@ absl::StatusOr<std::string> Render(const eval::Comparison& c, const std::string&
   if (format == "html") return eval::RenderHtml(c);
   return absl::InvalidArgumentError(
       absl::StrCat("--format must be table, markdown, json or html, got '", format, "'"));
-}
-
-// Writes through a temporary file so a failed run never leaves half a report behind.
-absl::Status WriteReport(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot be written"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat(path, ": cannot be written"));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -55,7 +42,7 @@ Command CompareCommand() {
       std::fwrite(text.data(), 1, text.size(), stdout);
       return absl::OkStatus();
     }
-    return WriteReport(args.Get("out"), text);
+    return WriteFileAtomically(args.Get("out"), text);
   };
   return c;
 }

@@ -12,6 +12,7 @@
 #include "eval/harness.h"
 #include "eval/task.h"
 #include "kernels/core/status_macros.h"
+#include "model/file_io.h"
 
 namespace anvil::cli {
 namespace {
@@ -29,19 +30,6 @@ void PrintTable(const eval::TaskResult& r) {
     std::printf("%-24s %10.4f  [%8.4f, %8.4f] %6lld\n", m.name.c_str(), m.ci.mean, m.ci.low,
                 m.ci.high, static_cast<long long>(m.n));
   }
-}
-
-absl::Status WriteFile(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot be written"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat(path, ": cannot be written"));
-  }
-  return absl::OkStatus();
 }
 
 // The result file for one strategy of a sweep: results.json -> results.few_shot.json.
@@ -112,7 +100,7 @@ Command EvalCommand() {
       if (args.Has("out")) {
         const std::string path =
             sweep ? SweepPath(args.Get("out"), r.strategy.c_str()) : args.Get("out");
-        ANVIL_RETURN_IF_ERROR(WriteFile(path, eval::ResultsJson(r)));
+        ANVIL_RETURN_IF_ERROR(WriteFileAtomically(path, eval::ResultsJson(r)));
         std::fprintf(stderr, "wrote %s\n", path.c_str());
       }
       if (eval::HeadlineValue(r) > best_value) {

@@ -129,6 +129,10 @@ class Scheduler {
   std::vector<TaskRecord*> AttemptTasksLocked(const JobRecord& job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobRecord* FindJobLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The task `task_id` if `worker_id` runs it: NotFound / FailedPrecondition otherwise.
+  absl::StatusOr<TaskRecord*> OwnedTaskLocked(const std::string& task_id,
+                                              const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TouchJob(JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TouchTask(const TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     dirty_tasks_.insert(t.task.task_id());

@@ -139,20 +139,24 @@ absl::StatusOr<std::optional<v1::Task>> Scheduler::TakeTask(const std::string& w
   return out;
 }
 
+absl::StatusOr<TaskRecord*> Scheduler::OwnedTaskLocked(const std::string& task_id,
+                                                       const std::string& worker_id) {
+  auto t = tasks_.find(task_id);
+  if (t == tasks_.end()) return absl::NotFoundError(absl::StrCat("task ", task_id, " not found"));
+  if (t->second.worker_id != worker_id) {
+    return absl::FailedPreconditionError(absl::StrCat("task ", task_id, " belongs to ",
+                                                      t->second.worker_id, ", not ", worker_id));
+  }
+  return &t->second;
+}
+
 absl::StatusOr<bool> Scheduler::ReportProgress(const v1::ReportProgressRequest& request) {
   std::vector<std::string> notes;
   {
     absl::MutexLock lock(&mu_);
-    auto t = tasks_.find(request.task_id());
-    if (t == tasks_.end()) {
-      return absl::NotFoundError(absl::StrCat("task ", request.task_id(), " not found"));
-    }
-    TaskRecord& task = t->second;
-    if (task.worker_id != request.worker_id()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task ", request.task_id(), " belongs to ", task.worker_id, ", not ",
-          request.worker_id()));
-    }
+    ANVIL_ASSIGN_OR_RETURN(TaskRecord * found,
+                           OwnedTaskLocked(request.task_id(), request.worker_id()));
+    TaskRecord& task = *found;
     auto w = workers_.find(task.worker_id);
     if (w != workers_.end() && w->second.state != WorkerState::kDead) {
       w->second.last_heartbeat_ms = Now();
@@ -188,16 +192,9 @@ absl::Status Scheduler::CompleteTask(const v1::CompleteTaskRequest& request) {
   std::vector<std::string> notes;
   {
     absl::MutexLock lock(&mu_);
-    auto t = tasks_.find(request.task_id());
-    if (t == tasks_.end()) {
-      return absl::NotFoundError(absl::StrCat("task ", request.task_id(), " not found"));
-    }
-    TaskRecord& task = t->second;
-    if (task.worker_id != request.worker_id()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task ", request.task_id(), " belongs to ", task.worker_id, ", not ",
-          request.worker_id()));
-    }
+    ANVIL_ASSIGN_OR_RETURN(TaskRecord * found,
+                           OwnedTaskLocked(request.task_id(), request.worker_id()));
+    TaskRecord& task = *found;
     if (!TaskIsActive(task.state)) return absl::OkStatus();  // a repeated report
     if (task.state == TaskState::kStopRequested) {
       ReleaseTaskLocked(task, TaskState::kStopped,
