@@ -21,7 +21,12 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadRequest> {
   void OnReadDone(bool ok) override {
     if (!ok) return Close();  // the client closed its side (or the call broke)
     const absl::Status s = Consume();
-    if (!s.ok()) return Finish(rpc::ToGrpc(s));  // the upload (and its temp file) goes in OnDone
+    if (!s.ok()) {
+      // Drop the upload (and its temp file) before the client learns of the failure, so that
+      // "refused" means "nothing left on disk" by the time it hears it (OnDone may run later).
+      upload_.reset();
+      return Finish(rpc::ToGrpc(s));
+    }
     StartRead(&request_);
   }
 
@@ -49,6 +54,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadRequest> {
 
   void Close() {
     if (ctx_->IsCancelled()) {
+      upload_.reset();
       return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "upload cancelled"));
     }
     if (upload_ == nullptr) {
