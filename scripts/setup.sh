@@ -12,6 +12,7 @@ ANVIL_APT_PACKAGES=(
   python3-pip unzip libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libicu-dev libopenblas-dev libyaml-cpp-dev libgrpc++-dev
   protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libgloo-dev libsqlite3-dev
+  libcpp-httplib-dev
 )
 
 anvil_ensure_packages() {
@@ -56,6 +57,17 @@ anvil_ensure_grpc_venv() {
     echo "setup: creating $venv (grpcio-tools)"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q grpcio==1.62.2 grpcio-tools==1.62.2 protobuf==4.25.3
+  fi
+}
+
+# The official openai Python client (pinned; httpx pinned to a release it works with) in
+# build/openai-venv: the server test that drives anvil-server's HTTP API with it.
+anvil_ensure_openai_venv() {
+  local venv="$ANVIL_ROOT/build/openai-venv"
+  if ! "$venv/bin/python" -c "import openai, httpx" 2>/dev/null; then
+    echo "setup: creating $venv (openai client)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q openai==1.54.4 httpx==0.27.2
   fi
 }
 

@@ -8,6 +8,7 @@ anvil_ensure_packages
 anvil_ensure_model
 anvil_ensure_f32_model
 anvil_ensure_grpc_venv
+anvil_ensure_openai_venv
 anvil_build
 
 cd "$ANVIL_BUILD_DIR"
