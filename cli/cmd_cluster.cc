@@ -1,9 +1,11 @@
-// The cluster's job commands: anvil submit, jobs, watch, logs, cancel. Thin clients of the Jobs
+// The cluster's job commands: anvil submit, eval-job, jobs, watch, logs, cancel. Thin clients of the Jobs
 // service (proto/anvil/v1/jobs.proto); `anvil up` (cmd_up.cc) starts a local cluster for them.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -186,6 +188,67 @@ Command SubmitCommand() {
   return c;
 }
 
+// Made absolute against the current directory: the workers resolve paths on their own.
+std::string AbsolutePath(const std::string& p) {
+  return std::filesystem::absolute(std::filesystem::path(p)).lexically_normal().string();
+}
+
+Command EvalJobCommand() {
+  Command c;
+  c.spec = {"eval-job",
+            "Submit an evaluation job (EvalSpec) to the cluster: the task's records are split "
+            "across --workers and the merged result file equals `anvil eval --out`'s; it is "
+            "registered with the model in the artifact registry.",
+            {"MODEL", "TASK"},
+            WithCluster({{"out", "PATH", "", "the result JSON the job writes (required)"},
+                         {"workers", "N", "1", "workers sharing the records"},
+                         {"limit", "N", "0", "score at most N records (0 = all)"},
+                         {"strategy", "S", "", "zero_shot, few_shot or chain_of_thought"},
+                         {"threads", "N", "0", "CPU threads per worker (0: the worker's)"},
+                         {"retries", "N", "2", "failed attempts retried before the job fails"},
+                         {"request-id", "ID", "", "idempotency key"},
+                         {"watch", "", "", "then follow it like anvil watch"}})};
+  c.run = [](const Args& args) -> absl::Status {
+    if (!args.Has("out") || args.Get("out").empty()) {
+      return absl::InvalidArgumentError("--out is required");
+    }
+    v1::SubmitJobRequest req;
+    req.set_request_id(args.Get("request-id"));
+    v1::JobSpec* spec = req.mutable_spec();
+    v1::EvalSpec* ev = spec->mutable_eval();
+    ev->set_model(AbsolutePath(args.positional(0)));
+    ev->set_model_name(args.positional(0));  // as `anvil eval` records it
+    ev->set_task(AbsolutePath(args.positional(1)));
+    ev->set_output(AbsolutePath(args.Get("out")));
+    ANVIL_ASSIGN_OR_RETURN(int64_t limit, args.GetInt("limit"));
+    ANVIL_ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads"));
+    ANVIL_ASSIGN_OR_RETURN(int64_t workers, args.GetInt("workers"));
+    ANVIL_ASSIGN_OR_RETURN(int64_t retries, args.GetInt("retries"));
+    if (limit < 0 || limit > INT32_MAX) return absl::InvalidArgumentError("--limit: out of range");
+    ev->set_limit(static_cast<int32_t>(limit));
+    if (threads != 0) ev->set_threads(static_cast<int32_t>(std::min<int64_t>(threads, 1 << 20)));
+    if (!args.Get("strategy").empty()) ev->set_strategy(args.Get("strategy"));
+    spec->set_name(absl::StrCat("eval ", args.positional(1).substr(
+                                             args.positional(1).find_last_of('/') + 1)));
+    spec->set_min_workers(static_cast<int32_t>(std::clamp<int64_t>(workers, -1, 1 << 20)));
+    spec->set_max_retries(static_cast<int32_t>(std::clamp<int64_t>(retries, -1, 1 << 20)));
+    ANVIL_RETURN_IF_ERROR(rpc::ValidateJobSpec(*spec));
+    ANVIL_ASSIGN_OR_RETURN(ClusterConnection conn, ConnectCluster(args));
+    auto stub = v1::Jobs::NewStub(conn.channel);
+    grpc::ClientContext ctx;
+    conn.Prepare(&ctx);
+    v1::Job job;
+    ANVIL_RETURN_IF_ERROR(rpc::FromGrpc(stub->SubmitJob(&ctx, req, &job)));
+    std::printf("%s\n", job.job_id().c_str());
+    std::fflush(stdout);
+    if (!args.GetBool("watch")) return absl::OkStatus();
+    ANVIL_RETURN_IF_ERROR(Watch(conn, job.job_id()));
+    std::printf("result: %s\n", ev->output().c_str());
+    return absl::OkStatus();
+  };
+  return c;
+}
+
 Command JobsCommand() {
   Command c;
   c.spec = {"jobs", "List the cluster's jobs, newest first.", {},
@@ -279,8 +342,8 @@ Command CancelCommand() {
 }  // namespace
 
 std::vector<Command> ClusterCommands() {
-  std::vector<Command> all = {SubmitCommand(), JobsCommand(), WatchCommand(), LogsCommand(),
-                              CancelCommand(), UpCommand()};
+  std::vector<Command> all = {SubmitCommand(), EvalJobCommand(), JobsCommand(), WatchCommand(),
+                              LogsCommand(),   CancelCommand(),  UpCommand()};
   for (Command& c : ArtifactCommands()) all.push_back(std::move(c));
   return all;
 }

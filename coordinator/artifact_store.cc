@@ -64,7 +64,8 @@ bool IsLowerHex(const std::string& s) {
 }
 
 bool KnownKind(const std::string& kind) {
-  return kind == "model" || kind == "adapter" || kind == "checkpoint" || kind == "file";
+  return kind == "model" || kind == "adapter" || kind == "checkpoint" || kind == "eval" ||
+         kind == "file";
 }
 
 // InvalidArgument for a malformed info; lowercases the digest.
@@ -75,7 +76,7 @@ absl::Status ValidateInfo(v1::ArtifactInfo* info) {
   }
   if (!KnownKind(info->kind())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "kind: \"", info->kind(), "\" is not one of model, adapter, checkpoint, file"));
+        "kind: \"", info->kind(), "\" is not one of model, adapter, checkpoint, eval, file"));
   }
   if (info->size_bytes() < 0) {
     return absl::InvalidArgumentError(

@@ -156,20 +156,6 @@ absl::StatusOr<ExampleResult> RunRecord(Context& ctx, const Task& task, const Pr
   return r;
 }
 
-absl::Status Summarize(const BootstrapOptions& bootstrap, TaskResult* result) {
-  if (result->examples.empty()) return absl::InvalidArgumentError("no records were scored");
-  const Scores& names = result->examples[0].scores;
-  for (size_t m = 0; m < names.size(); ++m) {
-    std::vector<double> values;
-    for (const ExampleResult& e : result->examples) values.push_back(e.scores[m].second);
-    MetricSummary s;
-    s.name = names[m].first;
-    s.n = static_cast<int64_t>(values.size());
-    ANVIL_ASSIGN_OR_RETURN(s.ci, BootstrapMeanCi(values, bootstrap));
-    result->metrics.push_back(s);
-  }
-  return absl::OkStatus();
-}
 
 absl::Status RunPerplexity(const LlamaModel& model, const Task& task,
                            const HarnessOptions& options, const std::string& text,
@@ -212,8 +198,14 @@ absl::StatusOr<TaskResult> RunTask(const LlamaModel& model, const Task& task,
   result.model = options.model_name;
   ANVIL_ASSIGN_OR_RETURN(std::string data_text, ReadWholeFile(task.data.path));
   result.data_sha256 = Sha256Hex(data_text);
+  if (options.num_shards < 1 || options.shard < 0 || options.shard >= options.num_shards) {
+    return absl::InvalidArgumentError(absl::StrCat("shard ", options.shard, " is not in [0, ",
+                                                   options.num_shards, ")"));
+  }
   if (task.kind == TaskKind::kPerplexity) {
-    ANVIL_RETURN_IF_ERROR(RunPerplexity(model, task, options, data_text, &result));
+    if (options.shard == 0) {
+      ANVIL_RETURN_IF_ERROR(RunPerplexity(model, task, options, data_text, &result));
+    }
   } else {
     if (!model.chat_template()) {
       return absl::FailedPreconditionError(
@@ -247,20 +239,44 @@ absl::StatusOr<TaskResult> RunTask(const LlamaModel& model, const Task& task,
     const int64_t total = options.limit > 0
                               ? std::min<int64_t>(options.limit, static_cast<int64_t>(data.size()))
                               : static_cast<int64_t>(data.size());
-    for (int64_t i = 0; i < total; ++i) {
+    for (int64_t i = options.shard; i < total; i += options.num_shards) {
+      if (options.should_stop && options.should_stop()) {
+        return absl::CancelledError(absl::StrCat("stopped after ", result.examples.size(),
+                                                 " records"));
+      }
       absl::StatusOr<ExampleResult> r = RunRecord(*ctx, task, prompt, data[i], i);
       if (!r.ok()) {
         return absl::Status(r.status().code(), absl::StrCat(task.data.path, ":", data[i].line,
                                                             ": ", r.status().message()));
       }
       result.examples.push_back(*std::move(r));
-      if (options.progress) options.progress(i + 1, total);
+      if (options.progress) {
+        options.progress(static_cast<int64_t>(result.examples.size()),
+                         (total - options.shard + options.num_shards - 1) / options.num_shards);
+      }
     }
-    ANVIL_RETURN_IF_ERROR(Summarize(options.bootstrap, &result));
+    if (options.num_shards == 1) {
+      ANVIL_RETURN_IF_ERROR(SummarizeExamples(options.bootstrap, &result));
+    }
   }
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+absl::Status SummarizeExamples(const BootstrapOptions& bootstrap, TaskResult* result) {
+  if (result->examples.empty()) return absl::InvalidArgumentError("no records were scored");
+  const Scores& names = result->examples[0].scores;
+  for (size_t m = 0; m < names.size(); ++m) {
+    std::vector<double> values;
+    for (const ExampleResult& e : result->examples) values.push_back(e.scores[m].second);
+    MetricSummary s;
+    s.name = names[m].first;
+    s.n = static_cast<int64_t>(values.size());
+    ANVIL_ASSIGN_OR_RETURN(s.ci, BootstrapMeanCi(values, bootstrap));
+    result->metrics.push_back(s);
+  }
+  return absl::OkStatus();
 }
 
 double HeadlineValue(const TaskResult& result) {

@@ -27,8 +27,17 @@ struct HarnessOptions {
   std::optional<PromptStrategy> strategy;  // overrides the task's prompt.strategy
   BootstrapOptions bootstrap;
   std::string model_name;  // recorded in results (e.g. the path as given)
+  // Sharding (eval jobs on several workers): this run scores only the records i with
+  // i % num_shards == shard, each exactly as an unsharded run would (record i's prompt and seed
+  // depend on i alone), and leaves `metrics` empty; MergeShards (eval/shards.h) puts the shards
+  // back together. A perplexity task is not split: shard 0 computes it, the others return
+  // without it.
+  int64_t shard = 0;
+  int64_t num_shards = 1;
   // Called after each record (done, total).
   std::function<void(int64_t, int64_t)> progress;
+  // Polled between records: true stops the run (RunTask returns Cancelled).
+  std::function<bool()> should_stop;
 };
 
 struct MetricSummary {
@@ -68,6 +77,10 @@ struct TaskResult {
 // multiple_choice render through it); errors from the data files name file:line.
 absl::StatusOr<TaskResult> RunTask(const LlamaModel& model, const Task& task,
                                    const HarnessOptions& options);
+
+// Fills result->metrics from result->examples: per metric, the mean of the per-example scores
+// with its bootstrap CI. InvalidArgument when there are no examples.
+absl::Status SummarizeExamples(const BootstrapOptions& bootstrap, TaskResult* result);
 
 // The result file: the JSON document described in docs (keys in a fixed order, floats "%.6f").
 std::string ResultsJson(const TaskResult& result);

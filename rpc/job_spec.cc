@@ -146,6 +146,34 @@ absl::StatusOr<train::Recipe> RecipeFromSpec(const v1::FinetuneSpec& spec,
   return absl::Status(r.status().code(), out);
 }
 
+absl::Status ValidateEvalSpec(const v1::EvalSpec& spec) {
+  const std::pair<const char*, const std::string*> required[] = {
+      {"model", &spec.model()}, {"task", &spec.task()}, {"output", &spec.output()}};
+  for (const auto& [name, value] : required) {
+    if (value->empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.eval.", name, ": required"));
+    }
+    if (value->size() > 4096) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.eval.", name, ": longer than 4096"));
+    }
+  }
+  if (spec.limit() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.eval.limit: must be >= 0, got ", spec.limit()));
+  }
+  if (spec.has_threads() && (spec.threads() < 1 || spec.threads() > 256)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.eval.threads: must be in [1, 256], got ", spec.threads()));
+  }
+  if (spec.has_strategy() && spec.strategy() != "zero_shot" && spec.strategy() != "few_shot" &&
+      spec.strategy() != "chain_of_thought") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.eval.strategy: expected zero_shot, few_shot or chain_of_thought, got \"",
+        spec.strategy(), "\""));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   const int min = spec.min_workers() == 0 ? 1 : spec.min_workers();
   const int max = spec.max_workers() == 0 ? min : spec.max_workers();
@@ -167,8 +195,10 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   switch (spec.task_case()) {
     case v1::JobSpec::kFinetune:
       return RecipeFromSpec(spec.finetune()).status();
+    case v1::JobSpec::kEval:
+      return ValidateEvalSpec(spec.eval());
     case v1::JobSpec::TASK_NOT_SET:
-      return absl::InvalidArgumentError("spec.task: no task set (finetune)");
+      return absl::InvalidArgumentError("spec.task: no task set (finetune or eval)");
   }
   return absl::InvalidArgumentError("spec.task: unknown task");
 }

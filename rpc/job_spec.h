@@ -32,6 +32,10 @@ std::string FinetuneSpecToJson(const v1::FinetuneSpec& spec);
 absl::StatusOr<train::Recipe> RecipeFromSpec(const v1::FinetuneSpec& spec,
                                              std::string_view field_prefix = "spec.finetune");
 
+// Checks an EvalSpec's fields (required paths, limit >= 0, threads 1..256, a known strategy);
+// the files themselves are the worker's to open. InvalidArgument with "spec.eval.<field>".
+absl::Status ValidateEvalSpec(const v1::EvalSpec& spec);
+
 // Checks a JobSpec as SubmitJob must: a task is set and valid, worker counts 1..64 with
 // min <= max, max_retries 0..100. InvalidArgument with the field path.
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);

@@ -5,8 +5,11 @@
 #define ANVIL_TRAIN_COLLECTIVE_H_
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace anvil::train {
 
@@ -32,6 +35,12 @@ class LocalCollective final : public Collective {
   absl::Status AllreduceSum(float*, size_t) override { return absl::OkStatus(); }
   absl::Status AllreduceSum(double*, size_t) override { return absl::OkStatus(); }
 };
+
+// Every rank's `mine`, by rank, on every rank (built on AllreduceSum, which is all a Collective
+// has: sizes first, then each rank's bytes as floats in its own slice of a zeroed buffer; a
+// float holds 0..255 exactly and adding zeros is exact). For small payloads such as eval
+// shards, not bulk data. InvalidArgument past 256 MiB in all.
+absl::StatusOr<std::vector<std::string>> AllgatherBytes(Collective& c, const std::string& mine);
 
 }  // namespace anvil::train
 

@@ -143,26 +143,43 @@ absl::StatusOr<v1::Artifact> ArtifactUploader::UploadFile(const std::string& pat
   return a;
 }
 
+absl::StatusOr<std::string> EnsureModelArtifact(ArtifactUploader& uploader,
+                                                const std::string& path) {
+  // Looked up by content first, so a large model crosses the network once.
+  absl::StatusOr<FileDigest> digest = DigestFile(path);
+  if (!digest.ok()) return digest.status();
+  absl::StatusOr<std::optional<v1::Artifact>> stored = uploader.FindBySha256(digest->sha256);
+  if (!stored.ok()) return stored.status();
+  if (stored->has_value()) return (*stored)->artifact_id();
+  v1::ArtifactInfo info;
+  info.set_name(fs::path(path).filename().string());
+  info.set_kind("model");
+  (*info.mutable_metadata())["source_path"] = path;
+  absl::StatusOr<v1::Artifact> a = uploader.UploadFile(path, std::move(info));
+  if (!a.ok()) return a.status();
+  return a->artifact_id();
+}
+
+absl::StatusOr<std::string> UploadEvalResult(ArtifactUploader& uploader, const EvalOutputs& run) {
+  absl::StatusOr<std::string> model_id = EnsureModelArtifact(uploader, run.model);
+  if (!model_id.ok()) return model_id.status();
+  v1::ArtifactInfo info;
+  info.set_name(absl::StrCat(run.job_id, "/", fs::path(run.result).filename().string()));
+  info.set_kind("eval");
+  info.set_job_id(run.job_id);
+  info.add_parent_ids(*model_id);
+  for (const auto& [k, v] : run.metrics) (*info.mutable_metadata())[k] = v;
+  absl::StatusOr<v1::Artifact> a = uploader.UploadFile(run.result, std::move(info));
+  if (!a.ok()) return a.status();
+  return a->artifact_id();
+}
+
 absl::StatusOr<std::vector<std::string>> UploadFinetuneOutputs(ArtifactUploader& uploader,
                                                                const FinetuneOutputs& run) {
   std::vector<std::string> ids;
-  // The base: looked up by content first, so a large base crosses the network once.
-  absl::StatusOr<FileDigest> base_digest = DigestFile(run.base_model);
-  if (!base_digest.ok()) return base_digest.status();
-  absl::StatusOr<std::optional<v1::Artifact>> stored = uploader.FindBySha256(base_digest->sha256);
-  if (!stored.ok()) return stored.status();
-  std::string base_id;
-  if (stored->has_value()) {
-    base_id = (*stored)->artifact_id();
-  } else {
-    v1::ArtifactInfo info;
-    info.set_name(fs::path(run.base_model).filename().string());
-    info.set_kind("model");
-    (*info.mutable_metadata())["source_path"] = run.base_model;
-    absl::StatusOr<v1::Artifact> a = uploader.UploadFile(run.base_model, std::move(info));
-    if (!a.ok()) return a.status();
-    base_id = a->artifact_id();
-  }
+  absl::StatusOr<std::string> base = EnsureModelArtifact(uploader, run.base_model);
+  if (!base.ok()) return base.status();
+  const std::string base_id = *base;
   ids.push_back(base_id);
 
   auto job_info = [&](const std::string& file, const std::string& kind) {

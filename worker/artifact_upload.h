@@ -75,6 +75,23 @@ struct FinetuneOutputs {
 absl::StatusOr<std::vector<std::string>> UploadFinetuneOutputs(ArtifactUploader& uploader,
                                                                const FinetuneOutputs& run);
 
+// The registry id of the model file at `path`: the stored artifact with its bytes, or a new
+// "model" artifact (uploaded once; later calls find it by content).
+absl::StatusOr<std::string> EnsureModelArtifact(ArtifactUploader& uploader,
+                                                const std::string& path);
+
+// What a finished eval job leaves behind.
+struct EvalOutputs {
+  std::string job_id;
+  std::string model;                           // the GGUF it evaluated
+  std::string result;                          // the result JSON file
+  std::map<std::string, std::string> metrics;  // e.g. "task", "exact_match" -> "0.250000"
+};
+
+// Registers the result file as kind "eval" whose parent is the model (registered if it is not
+// yet), so the model's scores can be listed with it. Returns the result's artifact id.
+absl::StatusOr<std::string> UploadEvalResult(ArtifactUploader& uploader, const EvalOutputs& run);
+
 }  // namespace anvil::worker
 
 #endif  // ANVIL_WORKER_ARTIFACT_UPLOAD_H_

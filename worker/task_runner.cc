@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "rpc/job_spec.h"
 #include "worker/artifact_upload.h"
+#include "worker/eval_runner.h"
 #include "worker/gloo_collective.h"
 #ifdef ANVIL_WITH_NCCL
 #include "worker/nccl_collective.h"
@@ -51,7 +52,7 @@ absl::StatusOr<std::vector<std::string>> RegisterOutputs(const v1::Task& task,
 absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment& env,
                                      std::string* model) {
   if (!task.spec().has_finetune()) {
-    return absl::UnimplementedError("this worker runs finetune tasks only; the spec has none");
+    return absl::UnimplementedError("this worker runs finetune and eval tasks; the spec has neither");
   }
   if (task.world_size() < 1 || task.rank() < 0 || task.rank() >= task.world_size()) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", task.rank(), " is not in [0, ",
@@ -62,6 +63,30 @@ absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment
   recipe->train.threads = env.threads;
   *model = recipe->model;
 
+  absl::StatusOr<std::unique_ptr<train::Collective>> collective = ConnectCollective(task, env);
+  if (!collective.ok()) return collective.status();
+
+  // Set by the coordinator's answer to a progress report; read between steps.
+  std::atomic<bool> told_to_stop{false};
+  train::RunOptions options;
+  options.progress = env.progress && task.rank() == 0;
+  options.progress_tty = false;
+  options.collective = collective->get();
+  options.should_stop = [&] {
+    return told_to_stop.load() || (env.should_stop && env.should_stop());
+  };
+  if (task.rank() == 0 && env.report_step) {
+    options.on_step = [&](const train::StepMetrics& m) {
+      if (env.report_step(m)) told_to_stop = true;
+    };
+  }
+  return train::RunFinetune(*recipe, options);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<train::Collective>> ConnectCollective(const v1::Task& task,
+                                                                     const TaskEnvironment& env) {
   std::unique_ptr<train::Collective> collective;
   if (task.world_size() > 1 && env.collective == "nccl") {
 #ifdef ANVIL_WITH_NCCL
@@ -88,27 +113,11 @@ absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment
     if (!c.ok()) return c.status();
     collective = std::move(*c);
   }
-
-  // Set by the coordinator's answer to a progress report; read between steps.
-  std::atomic<bool> told_to_stop{false};
-  train::RunOptions options;
-  options.progress = env.progress && task.rank() == 0;
-  options.progress_tty = false;
-  options.collective = collective.get();
-  options.should_stop = [&] {
-    return told_to_stop.load() || (env.should_stop && env.should_stop());
-  };
-  if (task.rank() == 0 && env.report_step) {
-    options.on_step = [&](const train::StepMetrics& m) {
-      if (env.report_step(m)) told_to_stop = true;
-    };
-  }
-  return train::RunFinetune(*recipe, options);
+  return collective;
 }
 
-}  // namespace
-
 TaskOutcome RunTask(const v1::Task& task, const TaskEnvironment& env) {
+  if (task.spec().has_eval()) return RunEvalTask(task, env);
   TaskOutcome out;
   try {
     std::string model;

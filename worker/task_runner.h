@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "anvil/v1/workers.pb.h"
+#include "train/collective.h"
 #include "train/trainer.h"
 
 namespace anvil::worker {
@@ -41,6 +43,11 @@ struct TaskOutcome {
 };
 
 TaskOutcome RunTask(const v1::Task& task, const TaskEnvironment& env);
+
+// The task's collective: null for world size 1, else Gloo (or NCCL) through the coordinator's
+// rendezvous under the task's namespace.
+absl::StatusOr<std::unique_ptr<train::Collective>> ConnectCollective(const v1::Task& task,
+                                                                     const TaskEnvironment& env);
 
 }  // namespace anvil::worker
 
