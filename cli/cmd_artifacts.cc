@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +46,19 @@ std::string Lineage(const v1::Artifact& a) {
   return names.empty() ? "-" : absl::StrJoin(names, " -> ");
 }
 
+// An eval result's numbers from its metadata: "ner: exact_match_json 0.250000 [...]; ...".
+std::string Scores(const v1::Artifact& a) {
+  if (a.info().kind() != "eval") return "";
+  const auto& m = a.info().metadata();
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : std::map<std::string, std::string>(m.begin(), m.end())) {
+    if (k == "task" || k == "task_file" || k == "strategy" || k == "examples") continue;
+    parts.push_back(absl::StrCat(k, " ", v));
+  }
+  const auto task = m.find("task");
+  return absl::StrCat(task == m.end() ? "?" : task->second, ": ", absl::StrJoin(parts, "; "));
+}
+
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(rows.front().size(), 0);
   for (const auto& r : rows) {
@@ -63,16 +77,17 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
 Command ModelsCommand() {
   Command c;
   c.spec = {"models",
-            "List the cluster's artifacts (models, adapters, checkpoints, files), newest first, "
-            "each with its lineage (base -> adapter -> merged).",
+            "List the cluster's artifacts (models, adapters, checkpoints, eval results, files), "
+            "newest first, each with its lineage (base -> adapter -> merged); eval results "
+            "with their scores.",
             {},
-            WithCluster({{"kind", "KIND", "", "only this kind: model, adapter, checkpoint, file"},
+            WithCluster({{"kind", "KIND", "", "only this kind: model, adapter, checkpoint, eval, file"},
                          {"job", "JOB", "", "only what this job made"},
                          {"all", "", "", "every artifact (default: the newest 50)"}})};
   c.run = [](const Args& args) -> absl::Status {
     ANVIL_ASSIGN_OR_RETURN(ClusterConnection conn, ConnectCluster(args));
     auto stub = v1::Artifacts::NewStub(conn.channel);
-    std::vector<std::vector<std::string>> rows = {{"ID", "KIND", "NAME", "SIZE", "LINEAGE", "JOB"}};
+    std::vector<std::vector<std::string>> rows = {{"ID", "KIND", "NAME", "SIZE", "LINEAGE", "JOB", "SCORES"}};
     v1::ListArtifactsRequest req;
     req.set_kind(args.Get("kind"));
     req.set_job_id(args.Get("job"));
@@ -85,7 +100,7 @@ Command ModelsCommand() {
       for (const v1::Artifact& a : resp.artifacts()) {
         rows.push_back({a.artifact_id(), a.info().kind(), a.info().name(),
                         HumanBytes(a.info().size_bytes()), Lineage(a),
-                        a.info().job_id().empty() ? "-" : a.info().job_id()});
+                        a.info().job_id().empty() ? "-" : a.info().job_id(), Scores(a)});
       }
       if (!args.GetBool("all") || resp.next_page_token().empty()) break;
       req.set_page_token(resp.next_page_token());

@@ -84,6 +84,13 @@ TEST(ClusterEval, TwoWorkerJobGivesTheLocalResultFileAndRegistersItWithTheModel)
   EXPECT_TRUE(evals.artifacts(0).info().metadata().contains("exact_match_json"));
   EXPECT_TRUE(evals.artifacts(1).info().metadata().contains("acc"));
   EXPECT_EQ(evals.artifacts(0).info().parent_ids(0), evals.artifacts(1).info().parent_ids(0));
+  // `anvil models` shows each result under its model's lineage, with the scores.
+  int code = -1;
+  const std::string models = RunShell(anvil + "models --kind eval" + conn, &code);
+  EXPECT_EQ(code, 0) << models;
+  EXPECT_THAT(models, HasSubstr("SmolLM2-135M-Instruct.Q4_1.gguf"));
+  EXPECT_THAT(models, HasSubstr("ner: exact_match_json 0.000000 [0.000000, 0.000000]"));
+  EXPECT_THAT(models, HasSubstr("arith-mc: acc "));
 }
 
 TEST(ClusterEval, BadSpecsAreRefusedAndAMissingTaskFailsTheJobWithItsPath) {
