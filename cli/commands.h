@@ -28,10 +28,13 @@ Command FinetuneCommand();
 Command EvalChatCommand();
 Command EvalCommand();  // cmd_eval.cc: anvil eval MODEL TASK.yaml
 Command CompareCommand();  // cmd_compare.cc: anvil compare RESULTS.json...
+Command QuantizeCommand();  // cmd_quantize.cc: anvil quantize IN OUT --type T
+Command MergeCommand();     // cmd_quantize.cc: anvil merge BASE ADAPTER OUT
 #ifdef ANVIL_WITH_CLUSTER
 // cmd_cluster.cc, cmd_up.cc, cmd_artifacts.cc: submit, jobs, watch, logs, cancel, up, models,
 // download.
 Command UpCommand();
+Command ServeCommand();  // cmd_serve.cc: anvil serve MODEL (execs anvil-server)
 std::vector<Command> ArtifactCommands();
 std::vector<Command> ClusterCommands();
 #endif
@@ -40,9 +43,11 @@ inline std::vector<Command> AllCommands() {
   std::vector<Command> all = {InfoCommand(),       TokenizeCommand(), GenerateCommand(),
                               ChatCommand(),       PerplexityCommand(), BenchCommand(),
                               DemoCommand(),       FinetuneCommand(), EvalChatCommand(),
-                              EvalCommand(),       TrainBenchCommand(), CompareCommand()};
+                              EvalCommand(),       TrainBenchCommand(), CompareCommand(),
+                              QuantizeCommand(),   MergeCommand()};
 #ifdef ANVIL_WITH_CLUSTER
   for (Command& c : ClusterCommands()) all.push_back(std::move(c));
+  all.push_back(ServeCommand());
 #endif
   return all;
 }
