@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "anvil/v1/artifacts.grpc.pb.h"
 #include "cli/cluster_client.h"
+#include "cli/job_client.h"
 #include "cli/commands.h"
 #include "kernels/core/status_macros.h"
 #include "model/sha256.h"
@@ -25,11 +26,6 @@ namespace anvil::cli {
 namespace {
 
 constexpr int kReconnectSeconds = 60;  // a download waits this long for a coordinator to return
-
-std::vector<FlagSpec> WithCluster(std::vector<FlagSpec> flags) {
-  for (FlagSpec& f : ClusterFlags()) flags.push_back(std::move(f));
-  return flags;
-}
 
 std::string HumanBytes(int64_t n) {
   constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -81,7 +77,7 @@ Command ModelsCommand() {
             "newest first, each with its lineage (base -> adapter -> merged); eval results "
             "with their scores.",
             {},
-            WithCluster({{"kind", "KIND", "", "only this kind: model, adapter, checkpoint, eval, file"},
+            WithClusterFlags({{"kind", "KIND", "", "only this kind: model, adapter, checkpoint, eval, file"},
                          {"job", "JOB", "", "only what this job made"},
                          {"all", "", "", "every artifact (default: the newest 50)"}})};
   c.run = [](const Args& args) -> absl::Status {
@@ -215,7 +211,7 @@ Command DownloadCommand() {
   c.spec = {"download",
             "Download an artifact (resumes an interrupted download; checks its SHA-256).",
             {"ARTIFACT_ID"},
-            WithCluster({{"out", "PATH", "", "where to write it (default: its name's last part)"}})};
+            WithClusterFlags({{"out", "PATH", "", "where to write it (default: its name's last part)"}})};
   c.run = [](const Args& args) -> absl::Status {
     ANVIL_ASSIGN_OR_RETURN(ClusterConnection conn, ConnectCluster(args));
     return Download(conn, args.positional(0), args.Get("out"));

@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/core/status_macros.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
@@ -174,6 +175,65 @@ absl::Status ValidateEvalSpec(const v1::EvalSpec& spec) {
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::Status RequirePath(const char* field, const std::string& value) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  if (value.size() > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": longer than 4096 bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRange(const char* field, bool has, int64_t v, int64_t lo, int64_t hi) {
+  if (has && (v < lo || v > hi)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be in [", lo, ", ", hi, "], got ", v));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateQuantizeSpec(const v1::QuantizeSpec& spec) {
+  ANVIL_RETURN_IF_ERROR(RequirePath("spec.quantize.input", spec.input()));
+  ANVIL_RETURN_IF_ERROR(RequirePath("spec.quantize.output", spec.output()));
+  if (spec.type() != "q8_0" && spec.type() != "q4_0" && spec.type() != "q4_1") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.quantize.type: expected q8_0, q4_0 or q4_1, got \"", spec.type(), "\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDeploySpec(const v1::DeploySpec& spec) {
+  ANVIL_RETURN_IF_ERROR(RequirePath("spec.deploy.model", spec.model()));
+  ANVIL_RETURN_IF_ERROR(CheckRange("spec.deploy.grpc_port", spec.has_grpc_port(),
+                                   spec.grpc_port(), 0, 65535));
+  ANVIL_RETURN_IF_ERROR(CheckRange("spec.deploy.http_port", spec.has_http_port(),
+                                   spec.http_port(), 0, 65535));
+  ANVIL_RETURN_IF_ERROR(CheckRange("spec.deploy.threads", spec.has_threads(), spec.threads(), 1,
+                                   256));
+  ANVIL_RETURN_IF_ERROR(CheckRange("spec.deploy.max_running", spec.has_max_running(),
+                                   spec.max_running(), 1, 1024));
+  ANVIL_RETURN_IF_ERROR(CheckRange("spec.deploy.max_queue", spec.has_max_queue(),
+                                   spec.max_queue(), 0, 100000));
+  if (spec.has_token_file()) {
+    ANVIL_RETURN_IF_ERROR(RequirePath("spec.deploy.token_file", spec.token_file()));
+  }
+  if (spec.host().size() > 255) {
+    return absl::InvalidArgumentError("spec.deploy.host: longer than 255 bytes");
+  }
+  for (const auto& [name, path] : spec.adapters()) {
+    if (name.empty() || name.size() > 128 || name.find_first_of("+= \t\n") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.deploy.adapters: name \"", name, "\" must be 1..128 bytes without '+', '=' or "
+          "spaces"));
+    }
+    ANVIL_RETURN_IF_ERROR(RequirePath("spec.deploy.adapters[].path", path));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   const int min = spec.min_workers() == 0 ? 1 : spec.min_workers();
   const int max = spec.max_workers() == 0 ? min : spec.max_workers();
@@ -197,8 +257,16 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
       return RecipeFromSpec(spec.finetune()).status();
     case v1::JobSpec::kEval:
       return ValidateEvalSpec(spec.eval());
+    case v1::JobSpec::kQuantize:
+      return ValidateQuantizeSpec(spec.quantize());
+    case v1::JobSpec::kDeploy:
+      if (min != 1 || max != 1) {
+        return absl::InvalidArgumentError("spec.min_workers: a deployment runs on one worker");
+      }
+      return ValidateDeploySpec(spec.deploy());
     case v1::JobSpec::TASK_NOT_SET:
-      return absl::InvalidArgumentError("spec.task: no task set (finetune or eval)");
+      return absl::InvalidArgumentError(
+          "spec.task: no task set (finetune, eval, quantize or deploy)");
   }
   return absl::InvalidArgumentError("spec.task: unknown task");
 }

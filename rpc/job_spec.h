@@ -36,6 +36,11 @@ absl::StatusOr<train::Recipe> RecipeFromSpec(const v1::FinetuneSpec& spec,
 // the files themselves are the worker's to open. InvalidArgument with "spec.eval.<field>".
 absl::Status ValidateEvalSpec(const v1::EvalSpec& spec);
 
+// QuantizeSpec: input and output required, type one of q8_0, q4_0, q4_1.
+absl::Status ValidateQuantizeSpec(const v1::QuantizeSpec& spec);
+// DeploySpec: model required, ports 0..65535, threads 1..256, adapter names without '+'/'='.
+absl::Status ValidateDeploySpec(const v1::DeploySpec& spec);
+
 // Checks a JobSpec as SubmitJob must: a task is set and valid, worker counts 1..64 with
 // min <= max, max_retries 0..100. InvalidArgument with the field path.
 absl::Status ValidateJobSpec(const v1::JobSpec& spec);

@@ -201,6 +201,23 @@ bool Agent::ReportStep(const v1::Task& task, const train::StepMetrics& m) {
   return stop;
 }
 
+bool Agent::ReportLog(const v1::Task& task, const std::string& line) {
+  v1::ReportProgressRequest request;
+  request.set_worker_id(worker_id());
+  request.set_task_id(task.task_id());
+  request.add_log_lines(line);
+  v1::ReportProgressResponse response;
+  grpc::ClientContext context;
+  rpc::PrepareContext(&context, config_.token, std::min(config_.rpc_deadline, kProgressDeadline));
+  const grpc::Status s = stub_->ReportProgress(&context, request, &response);
+  if (!s.ok()) {
+    std::fprintf(stderr, "anvil-worker %s: log line not delivered (%s): %s\n",
+                 config_.name.c_str(), Describe(s).c_str(), line.c_str());
+    return false;
+  }
+  return response.stop_task();
+}
+
 bool Agent::SendBacklog(const v1::Task& task, bool* stop) {
   while (!backlog_.empty()) {
     v1::ReportProgressRequest request;
@@ -279,6 +296,8 @@ void Agent::Execute(const v1::Task& task) {
   env.progress = config_.progress;
   env.should_stop = [this] { return stop_task_.load() || shutting_down(); };
   env.report_step = [this, &task](const train::StepMetrics& m) { return ReportStep(task, m); };
+  env.report_log = [this, &task](const std::string& line) { return ReportLog(task, line); };
+  env.server_binary = config_.server_binary;
   backlog_.clear();
   const TaskOutcome outcome = RunTask(task, env);
   // The reports still waiting go first (the coordinator may be back by now).

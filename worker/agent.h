@@ -39,6 +39,7 @@ struct AgentConfig {
   std::chrono::milliseconds rpc_deadline{10000}; // every other call (PollTask: wait + this)
   std::chrono::milliseconds max_backoff{5000};   // between retries of a failing call
   bool progress = true;                          // rank 0's step lines on stderr
+  std::string server_binary;                     // TaskEnvironment::server_binary
   // Called after each successful registration (main prints "registered as").
   std::function<void(const std::string& worker_id)> on_registered;
 };
@@ -70,6 +71,8 @@ class Agent {
   // Runs one task and reports its end.
   void Execute(const v1::Task& task);
   bool ReportStep(const v1::Task& task, const train::StepMetrics& m);
+  // Sends one log line now (not kept for later if the coordinator is away); true: stop.
+  bool ReportLog(const v1::Task& task, const std::string& line);
   // Sends the unacknowledged progress reports in order; false when one fails (the rest wait for
   // the next call). Sets *stop when the coordinator says to stop. Only the task thread calls it.
   bool SendBacklog(const v1::Task& task, bool* stop);

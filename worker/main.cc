@@ -26,6 +26,8 @@ ABSL_FLAG(int, collective_timeout_s, 60, "seconds a collective waits for its pee
 ABSL_FLAG(std::string, collective, "gloo",
           "gloo (CPU, TCP) or nccl (CUDA builds: the GPUs reduce the gradients)");
 ABSL_FLAG(int, cuda_device, 0, "CUDA device for --collective nccl");
+ABSL_FLAG(std::string, server_binary, "",
+          "anvil-server for deploy jobs (default: next to anvil-worker, ../server/, $PATH)");
 
 namespace {
 
@@ -59,6 +61,7 @@ absl::StatusOr<anvil::worker::AgentConfig> ConfigFromFlags() {
     return absl::InvalidArgumentError("--collective: gloo or nccl");
   }
   c.cuda_device = absl::GetFlag(FLAGS_cuda_device);
+  c.server_binary = absl::GetFlag(FLAGS_server_binary);
   const std::string token_file = absl::GetFlag(FLAGS_token_file);
   if (!token_file.empty()) {
     absl::StatusOr<std::string> token = anvil::rpc::ReadTokenFile(token_file);

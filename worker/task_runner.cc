@@ -14,7 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "rpc/job_spec.h"
 #include "worker/artifact_upload.h"
+#include "worker/deploy_runner.h"
 #include "worker/eval_runner.h"
+#include "worker/quantize_runner.h"
 #include "worker/gloo_collective.h"
 #ifdef ANVIL_WITH_NCCL
 #include "worker/nccl_collective.h"
@@ -52,7 +54,7 @@ absl::StatusOr<std::vector<std::string>> RegisterOutputs(const v1::Task& task,
 absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment& env,
                                      std::string* model) {
   if (!task.spec().has_finetune()) {
-    return absl::UnimplementedError("this worker runs finetune and eval tasks; the spec has neither");
+    return absl::UnimplementedError("this worker runs finetune, eval, quantize and deploy tasks; the spec has none");
   }
   if (task.world_size() < 1 || task.rank() < 0 || task.rank() >= task.world_size()) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", task.rank(), " is not in [0, ",
@@ -118,6 +120,8 @@ absl::StatusOr<std::unique_ptr<train::Collective>> ConnectCollective(const v1::T
 
 TaskOutcome RunTask(const v1::Task& task, const TaskEnvironment& env) {
   if (task.spec().has_eval()) return RunEvalTask(task, env);
+  if (task.spec().has_quantize()) return RunQuantizeTask(task, env);
+  if (task.spec().has_deploy()) return RunDeployTask(task, env);
   TaskOutcome out;
   try {
     std::string model;

@@ -35,6 +35,11 @@ struct TaskEnvironment {
   std::function<bool()> should_stop;
   // Rank 0, after each step; returns true when the coordinator says to stop.
   std::function<bool(const train::StepMetrics&)> report_step;
+  // A line for the job's log (`anvil logs`); returns true when the coordinator says to stop.
+  std::function<bool(const std::string&)> report_log;
+  // The anvil-server binary deployments run; empty: next to this executable, then
+  // ../server/anvil-server from it, then $PATH.
+  std::string server_binary;
 };
 
 struct TaskOutcome {
