@@ -14,7 +14,8 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Bytes at the end of `text` that are a proper prefix of some stop string: held back.
+}  // namespace
+
 size_t StopPrefixHold(std::string_view text, const std::vector<std::string>& stops) {
   size_t hold = 0;
   for (const std::string& s : stops) {
@@ -27,8 +28,6 @@ size_t StopPrefixHold(std::string_view text, const std::vector<std::string>& sto
   }
   return hold;
 }
-
-}  // namespace
 
 const char* FinishReasonName(FinishReason r) {
   switch (r) {

@@ -45,6 +45,10 @@ absl::StatusOr<GenerateResult> Generate(Context& ctx, absl::Span<const int32_t> 
                                         const GenerateOptions& options,
                                         const TextCallback& on_text = nullptr);
 
+// How many bytes at the end of `text` are a proper prefix of one of `stops` (the streaming
+// generators hold them back until they know whether a stop string follows).
+size_t StopPrefixHold(std::string_view text, const std::vector<std::string>& stops);
+
 // Length of the longest prefix of `text` that is complete UTF-8 (a partial trailing character
 // is excluded).
 size_t CompleteUtf8Prefix(std::string_view text);

@@ -6,19 +6,6 @@
 
 namespace anvil::server {
 
-size_t StopPrefixHold(std::string_view text, const std::vector<std::string>& stops) {
-  size_t hold = 0;
-  for (const std::string& s : stops) {
-    for (size_t n = std::min(s.size() - 1, text.size()); n > hold; --n) {
-      if (text.substr(text.size() - n) == std::string_view(s).substr(0, n)) {
-        hold = n;
-        break;
-      }
-    }
-  }
-  return hold;
-}
-
 std::string TextReleaser::Release(size_t upto) {
   if (upto <= released_) return {};
   std::string out = text_.substr(released_, upto - released_);

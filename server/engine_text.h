@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "model/generate.h"
+
 namespace anvil::server {
 
 class TextReleaser {
@@ -32,8 +34,9 @@ class TextReleaser {
   size_t released_ = 0;
 };
 
-// Bytes at the end of `text` that are a proper prefix of one of `stops` (the longest such).
-size_t StopPrefixHold(std::string_view text, const std::vector<std::string>& stops);
+// StopPrefixHold (the bytes held back for a possible stop string) is model/generate.h's, shared
+// with Generate so both stream text by the same rule.
+using ::anvil::StopPrefixHold;
 
 }  // namespace anvil::server
 
