@@ -1,15 +1,20 @@
 // anvil eval MODEL TASK.yaml: runs an evaluation task (eval/task.h) through the harness
 // (eval/harness.h), prints the headline metrics with bootstrap 95% CIs, and writes the
 // byte-reproducible result file with --out. --prompt-sweep runs the task under each prompt
-// strategy and names the winner. Timing goes to stderr only.
+// strategy and names the winner; --dump-prompts writes the exact prompt texts instead of running
+// them (for scripts/bench/eval.py, which feeds the same texts to llama.cpp). Timing goes to
+// stderr only.
 #include <cstdio>
 #include <fstream>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "eval/harness.h"
+#include "eval/prompt.h"
 #include "eval/task.h"
 #include "kernels/core/status_macros.h"
 #include "model/file_io.h"
@@ -42,6 +47,49 @@ std::string SweepPath(const std::string& out, const char* strategy) {
   return absl::StrCat(out.substr(0, dot), ".", strategy, out.substr(dot));
 }
 
+// One JSON line per record: id, the prompt text as the chat template renders it (what the model
+// is fed, tokenized with special tokens parsed), the reference, max_tokens and the stop strings.
+absl::Status DumpPrompts(const LlamaModel& model, const eval::Task& task, int64_t limit,
+                         const std::string& path) {
+  if (task.kind != eval::TaskKind::kGenerate) {
+    return absl::InvalidArgumentError(absl::StrCat("--dump-prompts needs a generate task; ",
+                                                   task.source, " is ",
+                                                   eval::TaskKindName(task.kind)));
+  }
+  if (!model.chat_template()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model has no chat template: ", model.chat_template_error()));
+  }
+  ANVIL_ASSIGN_OR_RETURN(std::vector<eval::Example> data,
+                         eval::LoadExamples(task.data.path, task.data, task.kind,
+                                            task.prompt.user));
+  std::vector<eval::Example> pool_file;
+  const std::vector<eval::Example>* pool = &data;
+  const eval::PromptStrategy strategy = task.prompt.strategy;
+  if (strategy == eval::PromptStrategy::kFewShot && !task.prompt.few_shot.pool.empty()) {
+    ANVIL_ASSIGN_OR_RETURN(pool_file, eval::LoadExamples(task.prompt.few_shot.pool, task.data,
+                                                         task.kind, task.prompt.user));
+    pool = &pool_file;
+  }
+  const eval::PromptBuilder prompt(task.prompt, strategy, pool);
+  const bool cot = strategy == eval::PromptStrategy::kChainOfThought;
+  const int64_t total = limit > 0 ? std::min<int64_t>(limit, static_cast<int64_t>(data.size()))
+                                  : static_cast<int64_t>(data.size());
+  std::string out;
+  for (int64_t i = 0; i < total; ++i) {
+    ANVIL_ASSIGN_OR_RETURN(std::string text,
+                           prompt.Render(*model.chat_template(), data[i], static_cast<uint64_t>(i)));
+    nlohmann::json j;
+    j["id"] = data[i].id;
+    j["prompt"] = text;
+    j["reference"] = data[i].reference;
+    j["max_tokens"] = cot ? task.prompt.chain_of_thought.max_tokens : task.generation.max_tokens;
+    j["stop"] = model.chat_template()->StopStrings();
+    absl::StrAppend(&out, j.dump(), "\n");
+  }
+  return WriteFileAtomically(path, out);
+}
+
 }  // namespace
 
 Command EvalCommand() {
@@ -54,7 +102,8 @@ Command EvalCommand() {
              {"out", "PATH", "", "write the result JSON here (identical bytes on every rerun)"},
              {"threads", "N", "2", "CPU threads"},
              {"prompt-sweep", "", "", "run zero_shot, few_shot and chain_of_thought; name the "
-                                      "best"}}};
+                                      "best"},
+             {"dump-prompts", "FILE", "", "write the rendered prompts (JSONL) and exit"}}};
   c.run = [](const Args& args) -> absl::Status {
     ANVIL_ASSIGN_OR_RETURN(int64_t limit, args.GetInt("limit"));
     ANVIL_ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads"));
@@ -68,6 +117,10 @@ Command EvalCommand() {
                        eval::TaskKindName(task.kind)));
     }
     ANVIL_ASSIGN_OR_RETURN(auto model, LoadModel(args.positional(0)));
+    if (args.Has("dump-prompts")) {
+      if (sweep) return absl::InvalidArgumentError("--dump-prompts takes no --prompt-sweep");
+      return DumpPrompts(*model, task, limit, args.Get("dump-prompts"));
+    }
     eval::HarnessOptions opts;
     opts.limit = limit;
     opts.threads = static_cast<int>(threads);

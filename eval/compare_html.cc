@@ -18,14 +18,21 @@ constexpr char kStyle[] =
     "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
     "th{background:#f3f3f3}td.best{font-weight:bold;background:#e6f4e6}"
     "td.pre{white-space:pre-wrap;font-family:monospace;max-width:30em}"
+    "td.num{white-space:nowrap;font-variant-numeric:tabular-nums}"
+    ".ci{display:block;font-size:85%;color:#555;font-weight:normal}"
+    "div.clip{max-height:9em;overflow:auto}"
     ".gain{color:#1a7f37}.loss{color:#c62828}.note{color:#8a6d00}"
     "svg.chart{display:block;margin:0.5em 0 1.5em}"
-    "svg text{font:12px sans-serif;fill:#222}"
+    "svg text{font:12px sans-serif;fill:#222}svg text.title{font-weight:bold}"
     "rect.bar{fill:#8fb3e0}rect.bar.best{fill:#4c9a5e}"
     "line.ci{stroke:#333;stroke-width:1.5}";
 
-// Chart geometry, in SVG user units.
-constexpr int kLabelWidth = 220, kBarWidth = 300, kValueWidth = 70, kRowHeight = 24, kTop = 22;
+// Chart geometry, in SVG user units. The label column grows with the longest row label (about
+// kCharWidth per character of 12px sans-serif) up to kMaxLabelChars; longer labels keep their
+// end ("...Instruct.Q4_1.gguf / few_shot", the part that tells rows apart) and carry the whole
+// label as a tooltip.
+constexpr int kBarWidth = 300, kValueWidth = 70, kRowHeight = 24, kTop = 22;
+constexpr int kCharWidth = 7, kMinLabelChars = 20, kMaxLabelChars = 64;
 
 std::string Escape(const std::string& s) {
   std::string out;
@@ -43,9 +50,31 @@ std::string Escape(const std::string& s) {
   return out;
 }
 
+// Flip tables list at most this many examples per direction (the JSON report has them all).
+constexpr size_t kMaxFlipRows = 20;
+
+// A label of at most kMaxLabelChars characters (UTF-8 aware: never cuts inside a character).
+std::string FitLabel(const std::string& label) {
+  std::vector<size_t> starts;  // byte offset of each character
+  for (size_t i = 0; i < label.size(); ++i) {
+    if ((static_cast<unsigned char>(label[i]) & 0xC0) != 0x80) starts.push_back(i);
+  }
+  if (starts.size() <= static_cast<size_t>(kMaxLabelChars)) return label;
+  return "\u2026" + label.substr(starts[starts.size() - (kMaxLabelChars - 1)]);
+}
+
+size_t Utf8Length(const std::string& s) {
+  size_t n = 0;
+  for (char ch : s) n += (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+  return n;
+}
+
 // One horizontal bar per row: the mean as a bar, the CI as a whisker with end caps. Scores in
 // [0, 1] share a 0..1 axis; larger ones (BLEU, chrF on 0..100) scale to the largest CI end.
 std::string Chart(const TaskComparison& t, size_t m) {
+  size_t chars = kMinLabelChars;
+  for (const CompareRow& r : t.rows) chars = std::max(chars, Utf8Length(FitLabel(RowLabel(r))));
+  const int label_width = kCharWidth * static_cast<int>(chars) + 10;
   double top = 0;
   for (const CompareRow& r : t.rows) {
     const CompareCell& c = r.cells[m];
@@ -54,35 +83,36 @@ std::string Chart(const TaskComparison& t, size_t m) {
   if (!(top > 1)) top = 1;
   auto x = [&](double v) {
     if (!std::isfinite(v)) v = 0;
-    return kLabelWidth + kBarWidth * std::clamp(v / top, 0.0, 1.0);
+    return label_width + kBarWidth * std::clamp(v / top, 0.0, 1.0);
   };
-  const int width = kLabelWidth + kBarWidth + kValueWidth;
+  const int width = label_width + kBarWidth + kValueWidth;
   const int height = kTop + kRowHeight * static_cast<int>(t.rows.size()) + 4;
   std::string out = absl::StrFormat(
       "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
       "viewBox=\"0 0 %d %d\" role=\"img\">",
       width, height, width, height);
   absl::StrAppend(&out, "<title>", Escape(t.metrics[m]), " (mean, 95% CI)</title>",
-                  "<text x=\"0\" y=\"14\" font-weight=\"bold\">", Escape(t.metrics[m]),
+                  "<text class=\"title\" x=\"0\" y=\"14\">", Escape(t.metrics[m]),
                   "</text>");
   for (size_t i = 0; i < t.rows.size(); ++i) {
     const CompareCell& c = t.rows[i].cells[m];
     const int y = kTop + kRowHeight * static_cast<int>(i);
-    absl::StrAppend(&out, absl::StrFormat("<text x=\"0\" y=\"%d\">%s</text>", y + 16,
-                                          Escape(RowLabel(t.rows[i]))));
+    const std::string label = RowLabel(t.rows[i]);
+    absl::StrAppend(&out, absl::StrFormat("<text x=\"0\" y=\"%d\"><title>%s</title>%s</text>",
+                                          y + 16, Escape(label), Escape(FitLabel(label))));
     if (!c.present) continue;
     const double mid = y + 12;
     absl::StrAppend(
         &out,
         absl::StrFormat("<rect class=\"bar%s\" x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"16\"/>",
-                        c.best ? " best" : "", kLabelWidth, y + 4, x(c.mean) - kLabelWidth),
+                        c.best ? " best" : "", label_width, y + 4, x(c.mean) - label_width),
         absl::StrFormat("<line class=\"ci\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>",
                         x(c.low), mid, x(c.high), mid),
         absl::StrFormat("<line class=\"ci\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>",
                         x(c.low), y + 7, x(c.low), y + 17),
         absl::StrFormat("<line class=\"ci\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>",
                         x(c.high), y + 7, x(c.high), y + 17),
-        absl::StrFormat("<text x=\"%d\" y=\"%d\">%.4f</text>", kLabelWidth + kBarWidth + 6,
+        absl::StrFormat("<text x=\"%d\" y=\"%d\">%.4f</text>", label_width + kBarWidth + 6,
                         y + 16, c.mean));
   }
   out += "</svg>\n";
@@ -97,7 +127,11 @@ std::string MetricTable(const TaskComparison& t) {
     absl::StrAppend(&out, "<tr><td>", Escape(r.model), "</td><td>",
                     Escape(r.strategy.empty() ? "-" : r.strategy), "</td>");
     for (const CompareCell& c : r.cells) {
-      absl::StrAppend(&out, c.best ? "<td class=\"best\">" : "<td>", Escape(FormatCell(c)),
+      // The mean on one line, its CI under it: keeps the table narrow with many metrics.
+      absl::StrAppend(&out, c.best ? "<td class=\"num best\">" : "<td class=\"num\">",
+                      c.present ? absl::StrFormat("%.4f<span class=\"ci\">[%.4f, %.4f]</span>",
+                                                  c.mean, c.low, c.high)
+                                : std::string("-"),
                       "</td>");
     }
     out += "</tr>\n";
@@ -107,12 +141,20 @@ std::string MetricTable(const TaskComparison& t) {
 
 void AppendFlipRows(const std::vector<Flip>& flips, const char* cls, const char* label,
                     std::string* out) {
-  for (const Flip& f : flips) {
+  // Long predictions scroll inside a box of fixed height instead of stretching the row.
+  auto pre = [](const std::string& text) {
+    return absl::StrCat("<td class=\"pre\"><div class=\"clip\">", Escape(text), "</div></td>");
+  };
+  for (size_t i = 0; i < flips.size() && i < kMaxFlipRows; ++i) {
+    const Flip& f = flips[i];
     absl::StrAppend(out, "<tr><td>", Escape(f.id), "</td><td class=\"", cls, "\">", label,
-                    absl::StrFormat(" (%.2f &rarr; %.2f)", f.before, f.after),
-                    "</td><td class=\"pre\">", Escape(f.baseline_prediction),
-                    "</td><td class=\"pre\">", Escape(f.prediction), "</td><td class=\"pre\">",
-                    Escape(f.reference), "</td></tr>\n");
+                    absl::StrFormat(" (%.2f &rarr; %.2f)", f.before, f.after), "</td>",
+                    pre(f.baseline_prediction), pre(f.prediction), pre(f.reference), "</tr>\n");
+  }
+  if (flips.size() > kMaxFlipRows) {
+    absl::StrAppend(out, "<tr><td colspan=\"5\" class=\"note\">&hellip; and ",
+                    flips.size() - kMaxFlipRows, " more ", label,
+                    " (all of them: anvil compare --format json)</td></tr>\n");
   }
 }
 

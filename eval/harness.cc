@@ -12,6 +12,7 @@
 #include "eval/chrf.h"
 #include "eval/exact_match.h"
 #include "eval/field_f1.h"
+#include "eval/pass_at_k.h"
 #include "eval/prompt.h"
 #include "eval/rouge.h"
 #include "eval/token_f1.h"
@@ -26,7 +27,7 @@ namespace {
 using Scores = std::vector<std::pair<std::string, double>>;
 
 absl::StatusOr<Scores> ScoreAnswer(const Task& task, const std::string& pred,
-                                   const std::string& ref) {
+                                   const std::string& ref, const Example& ex) {
   Scores out;
   for (const MetricSpec& m : task.metrics) {
     switch (m.kind) {
@@ -58,6 +59,11 @@ absl::StatusOr<Scores> ScoreAnswer(const Task& task, const std::string& pred,
         out.emplace_back(absl::StrCat(prefix, "_precision"), f.precision);
         out.emplace_back(absl::StrCat(prefix, "_recall"), f.recall);
         out.emplace_back(m.name == "field_f1" ? "field_f1" : absl::StrCat(prefix, "_f1"), f.f1);
+        break;
+      }
+      case MetricKind::kPassAt1: {
+        ANVIL_ASSIGN_OR_RETURN(double pass, PassAt1(m.check, pred, ex.fields));
+        out.emplace_back(m.name, pass);
         break;
       }
     }
@@ -152,7 +158,7 @@ absl::StatusOr<ExampleResult> RunRecord(Context& ctx, const Task& task, const Pr
   } else {
     r.prediction = std::string(absl::StripAsciiWhitespace(gen.text));
   }
-  ANVIL_ASSIGN_OR_RETURN(r.scores, ScoreAnswer(task, r.prediction, r.reference));
+  ANVIL_ASSIGN_OR_RETURN(r.scores, ScoreAnswer(task, r.prediction, r.reference, ex));
   return r;
 }
 

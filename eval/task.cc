@@ -120,10 +120,11 @@ void ReadMetrics(Section& top, Errors* errors, Task* t) {
     const YAML::Node item = list[i];
     Section m(item, path, errors);
     MetricSpec spec;
-    m.Enum<MetricKind>("kind", Choices<MetricKind>(6, MetricKindName), &spec.kind);
+    m.Enum<MetricKind>("kind", Choices<MetricKind>(7, MetricKindName), &spec.kind);
     std::string norm;
     m.String("normalize", &norm);
     m.String("name", &spec.name);
+    ReadCodeCheck(m, errors, path, spec.kind == MetricKind::kPassAt1, &spec.check);
     m.Finish();
     if (!m.Has("kind")) errors->Add(&item, absl::StrCat(path, ".kind"), "missing");
     if (!norm.empty()) {
@@ -205,8 +206,8 @@ const char* PromptStrategyName(PromptStrategy s) {
   return std::array{"zero_shot", "few_shot", "chain_of_thought"}[static_cast<size_t>(s)];
 }
 const char* MetricKindName(MetricKind m) {
-  return std::array{"exact_match", "token_f1", "rouge_l",
-                    "chrf",        "bleu",     "field_f1"}[static_cast<size_t>(m)];
+  return std::array{"exact_match", "token_f1", "rouge_l",  "chrf",
+                    "bleu",        "field_f1", "pass_at_1"}[static_cast<size_t>(m)];
 }
 
 absl::StatusOr<Task> ParseTask(std::string_view yaml, std::string_view name_view,

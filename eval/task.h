@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "eval/normalize.h"
+#include "eval/pass_at_k.h"
 #include "model/chat_template.h"
 
 namespace anvil::eval {
@@ -23,12 +24,13 @@ enum class TaskKind { kGenerate, kMultipleChoice, kPerplexity };  // generate, m
 enum class DataFormat { kFields, kChat, kText };                  // fields, chat, text
 enum class PromptStrategy { kZeroShot, kFewShot, kChainOfThought };  // zero_shot, few_shot,
                                                                       // chain_of_thought
-enum class MetricKind { kExactMatch, kTokenF1, kRougeL, kChrf, kBleu, kFieldF1 };
+enum class MetricKind { kExactMatch, kTokenF1, kRougeL, kChrf, kBleu, kFieldF1, kPassAt1 };
 
 const char* TaskKindName(TaskKind k);
 const char* DataFormatName(DataFormat f);
 const char* PromptStrategyName(PromptStrategy s);
-const char* MetricKindName(MetricKind m);  // exact_match, token_f1, rouge_l, chrf, bleu, field_f1
+const char* MetricKindName(MetricKind m);  // exact_match, token_f1, rouge_l, chrf, bleu, field_f1,
+                                           // pass_at_1
 
 struct DataSpec {
   std::string path;          // resolved against the task file's directory
@@ -72,6 +74,7 @@ struct MetricSpec {
   MetricKind kind = MetricKind::kExactMatch;
   Normalization normalize = Normalization::kWhitespace;  // exact_match only
   std::string name;  // in results; default: the kind's name (+ "_<normalizer>" if not whitespace)
+  CodeCheckSpec check;  // pass_at_1 only: the sandboxed check command (pass_at_k.h)
 };
 
 struct GenerationSpec {
