@@ -131,6 +131,35 @@ perplexity: {ctx: 32, chunks: 3}
   EXPECT_EQ(pwhole, pmerged);
 }
 
+// pass@1 through the harness: the check command sees the record's fields ({want} here) and its
+// exit status is the score, so the mean is known without knowing what the model writes.
+TEST_F(EvalShardsTest, PassAt1IsScoredByTheCheckCommandAndShards) {
+  std::ofstream(*dir_ + "/code.jsonl") << "{\"q\": \"a\", \"want\": \"yes\"}\n"
+                                          "{\"q\": \"b\", \"want\": \"\"}\n"
+                                          "{\"q\": \"c\", \"want\": \"yes\"}\n"
+                                          "{\"q\": \"d\", \"want\": \"yes\"}\n";
+  auto task = TaskFile("code.yaml", R"(name: code
+kind: generate
+data: {path: code.jsonl, reference: want}
+prompt: {user: "Write {q}"}
+metrics:
+  - kind: pass_at_1
+    check: {command: [sh, -c, "test -f {answer_file} && test -n '{want}'"], timeout_s: 10}
+generation: {max_tokens: 4}
+)");
+  ASSERT_THAT(task, IsOk());
+  HarnessOptions opts;
+  auto r = RunTask(*model_, *task, opts);
+  ASSERT_THAT(r, IsOk());
+  ASSERT_EQ(r->metrics.size(), 1u);
+  EXPECT_EQ(r->metrics[0].name, "pass_at_1");
+  ASSERT_EQ(r->examples.size(), 4u);
+  EXPECT_EQ(r->examples[1].scores[0].second, 0.0);
+  EXPECT_EQ(r->metrics[0].ci.mean, 0.75);
+  auto [whole, merged] = WholeAndSharded(*task, 3);
+  EXPECT_EQ(whole, merged);
+}
+
 TEST_F(EvalShardsTest, ShardOptionsOutOfRangeAreInvalid) {
   auto mc = TaskFile("mc2.yaml", "name: mc\nkind: multiple_choice\ndata: {path: mc.jsonl}\n"
                                  "prompt: {user: \"{question}\"}\n");
