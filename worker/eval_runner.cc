@@ -121,16 +121,10 @@ TaskOutcome RunEvalTask(const v1::Task& task, const TaskEnvironment& env) {
     ArtifactUploader uploader(env.channel, env.token);
     absl::StatusOr<std::string> id = UploadEvalResult(
         uploader, {task.job_id(), spec.model(), spec.output(), ResultMetadata(**r)});
-    if (id.ok()) {
-      out.outputs.push_back("artifact:" + *id);
-    } else if (absl::IsUnimplemented(id.status())) {
-      std::fprintf(stderr, "task %s: result not registered (no artifact registry): %s\n",
-                   task.task_id().c_str(), std::string(id.status().message()).c_str());
-    } else {
-      out.status = Annotate(absl::Status(id.status().code(),
-                                         absl::StrCat("registering the result: ",
-                                                      id.status().message())),
-                            task);
+    absl::StatusOr<std::vector<std::string>> ids =
+        id.ok() ? absl::StatusOr<std::vector<std::string>>({"artifact:" + *id}) : id.status();
+    if (absl::Status s = AddRegistered(task, ids, &out.outputs); !s.ok()) {
+      out.status = Annotate(s, task);
     }
   } catch (const std::exception& e) {
     out.status = Annotate(absl::InternalError(absl::StrCat("exception: ", e.what())), task);

@@ -40,12 +40,10 @@ absl::StatusOr<std::vector<std::string>> Quantize(const v1::Task& task,
   std::vector<std::string> outputs = {spec.output()};
   ArtifactUploader uploader(env.channel, env.token);
   absl::StatusOr<std::string> parent = EnsureModelArtifact(uploader, spec.input());
-  if (absl::IsUnimplemented(parent.status())) {
-    std::fprintf(stderr, "task %s: output not registered (no artifact registry)\n",
-                 task.task_id().c_str());
-    return outputs;
+  if (!parent.ok()) {
+    if (absl::Status s = AddRegistered(task, parent.status(), &outputs); !s.ok()) return s;
+    return outputs;  // no registry: the file on disk is the result
   }
-  if (!parent.ok()) return parent.status();
   v1::ArtifactInfo info;
   info.set_name(absl::StrCat(task.job_id(), "/",
                              std::filesystem::path(spec.output()).filename().string()));

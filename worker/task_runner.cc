@@ -87,6 +87,23 @@ absl::StatusOr<train::RunResult> Run(const v1::Task& task, const TaskEnvironment
 
 }  // namespace
 
+absl::Status AddRegistered(const v1::Task& task,
+                           const absl::StatusOr<std::vector<std::string>>& ids,
+                           std::vector<std::string>* outputs) {
+  if (ids.ok()) {
+    outputs->insert(outputs->end(), ids->begin(), ids->end());
+    return absl::OkStatus();
+  }
+  if (absl::IsUnimplemented(ids.status())) {
+    // A coordinator without the registry: the files on disk are the result.
+    std::fprintf(stderr, "task %s: outputs not registered (no artifact registry): %s\n",
+                 task.task_id().c_str(), std::string(ids.status().message()).c_str());
+    return absl::OkStatus();
+  }
+  return absl::Status(ids.status().code(),
+                      absl::StrCat("registering the outputs: ", ids.status().message()));
+}
+
 absl::StatusOr<std::unique_ptr<train::Collective>> ConnectCollective(const v1::Task& task,
                                                                      const TaskEnvironment& env) {
   std::unique_ptr<train::Collective> collective;
@@ -132,19 +149,8 @@ TaskOutcome RunTask(const v1::Task& task, const TaskEnvironment& env) {
     }
     out.outputs = r->outputs;
     if (task.rank() == 0) {
-      absl::StatusOr<std::vector<std::string>> ids = RegisterOutputs(task, env, model, *r);
-      if (ids.ok()) {
-        out.outputs.insert(out.outputs.end(), ids->begin(), ids->end());
-      } else if (absl::IsUnimplemented(ids.status())) {
-        // A coordinator without the registry: the files on disk are the result.
-        std::fprintf(stderr, "task %s: outputs not registered (no artifact registry): %s\n",
-                     task.task_id().c_str(), std::string(ids.status().message()).c_str());
-      } else {
-        out.status = Annotate(absl::Status(ids.status().code(),
-                                           absl::StrCat("registering the outputs: ",
-                                                        ids.status().message())),
-                              task);
-      }
+      absl::Status s = AddRegistered(task, RegisterOutputs(task, env, model, *r), &out.outputs);
+      if (!s.ok()) out.status = Annotate(s, task);
     }
   } catch (const std::exception& e) {
     // Nothing below should throw; if something does (e.g. bad_alloc), the task fails, not the

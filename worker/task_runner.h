@@ -49,6 +49,13 @@ struct TaskOutcome {
 
 TaskOutcome RunTask(const v1::Task& task, const TaskEnvironment& env);
 
+// Appends registered artifacts ("artifact:<id>" entries) to `outputs`. A coordinator without the
+// registry (Unimplemented) only gets a warning: the files on disk are the result. Any other
+// error is returned ("registering the outputs: ...") and fails the task.
+absl::Status AddRegistered(const v1::Task& task,
+                           const absl::StatusOr<std::vector<std::string>>& ids,
+                           std::vector<std::string>* outputs);
+
 // The task's collective: null for world size 1, else Gloo (or NCCL) through the coordinator's
 // rendezvous under the task's namespace.
 absl::StatusOr<std::unique_ptr<train::Collective>> ConnectCollective(const v1::Task& task,
