@@ -35,6 +35,19 @@ TEST(ClusterEval, TwoWorkerJobGivesTheLocalResultFileAndRegistersItWithTheModel)
   ANVIL_ASSERT_OK_AND_ASSIGN(Process w1, c.StartWorker("w1"));
   const std::string anvil = BuildPath("cli/anvil") + " ";
   const std::string conn = absl::StrCat(" --coordinator ", c.address, " --token-file ", c.token_file);
+  // The shipped task files with their data made by the shipped scripts (data/ is not in git),
+  // laid out as in the source tree so the tasks' relative data paths resolve.
+  const std::string src = ANVIL_SOURCE_DIR;
+  std::filesystem::create_directories(dir + "/tasks");
+  for (const char* t : {"arith-mc.yaml", "ner.yaml"}) {
+    std::filesystem::copy_file(src + "/tasks/" + t, dir + "/tasks/" + t);
+  }
+  int made = -1;
+  const std::string data_out = RunShell(
+      absl::StrCat("python3 ", src, "/scripts/data/make_ner.py --out ", dir, "/data/ner --seed 42",
+                   " && python3 ", src, "/scripts/data/make_mc.py --out ", dir, "/data/mc"),
+      &made);
+  ASSERT_EQ(made, 0) << data_out;
 
   struct Case {
     std::string task;
@@ -43,7 +56,9 @@ TEST(ClusterEval, TwoWorkerJobGivesTheLocalResultFileAndRegistersItWithTheModel)
   } cases[] = {{"arith-mc", 9, "\"acc\""}, {"ner", 3, "\"exact_match_json\""}};
   for (const Case& k : cases) {
     SCOPED_TRACE(k.task);
-    const std::string task = absl::StrCat(ANVIL_SOURCE_DIR, "/tasks/", k.task, ".yaml");
+    // Normalized, as `anvil eval-job` sends it, since the result file records the task's path.
+    const std::string task =
+        std::filesystem::path(absl::StrCat(dir, "/tasks/", k.task, ".yaml")).lexically_normal();
     const std::string local = dir + "/local-" + k.task + ".json";
     const std::string remote = dir + "/cluster-" + k.task + ".json";
     const std::string args = absl::StrCat(model, " ", task, " --limit ", k.limit, " --threads 1");
