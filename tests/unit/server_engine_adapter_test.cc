@@ -3,6 +3,8 @@
 // base requests in the same batch are unchanged, the llama.cpp adapter GGUF and the PEFT
 // directory load to the same adapter, a request keeps its adapter when it is unloaded mid-flight,
 // and bad adapters are refused with exact codes.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -34,7 +36,9 @@ class AdapterTest : public ::testing::Test {
     auto m = LlamaModel::Load(testing::F32ModelPath());
     ASSERT_THAT(m, IsOk());
     base_ = std::move(m).value().release();
-    dir_ = new std::string(::testing::TempDir() + "/server_engine_adapter_test");
+    // Per process: ctest runs each test of this suite as its own process, in parallel.
+    dir_ = new std::string(::testing::TempDir() + "/server_engine_adapter_test_" +
+                           std::to_string(getpid()));
     std::filesystem::create_directories(*dir_);
     // A deterministic random adapter on q, v, gate and down of every layer, rank 4.
     LoraAdapters lora;
