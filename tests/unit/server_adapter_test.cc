@@ -13,6 +13,7 @@
 
 #include "model/llama_model.h"
 #include "model/lora.h"
+#include "tests/testing/random_lora.h"
 #include "tests/testing/server_harness.h"
 #include "train/export.h"
 
@@ -26,29 +27,7 @@ constexpr char kId[] = "SmolLM2-135M-Instruct.Q4_1";
 // A deterministic random rank-4 adapter on q, v, gate and down of every layer, as a llama.cpp
 // adapter GGUF for `base`.
 absl::Status WriteAdapter(const LlamaModel& base, uint32_t seed, const std::string& path) {
-  LoraAdapters lora;
-  lora.config.rank = 4;
-  lora.config.alpha = 16;
-  lora.config.targets = {LoraModule::kQ, LoraModule::kV, LoraModule::kGate, LoraModule::kDown};
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-0.25f, 0.25f);
-  const LlamaConfig& c = base.config();
-  for (int64_t l = 0; l < c.n_layer; ++l) {
-    for (LoraModule m : lora.config.targets) {
-      LoraPair p;
-      p.layer = l;
-      p.module = m;
-      p.rank = 4;
-      const bool q = m == LoraModule::kQ, v = m == LoraModule::kV, d = m == LoraModule::kDown;
-      p.rows = q ? c.q_dim() : v ? c.kv_dim() : d ? c.n_embd : c.n_ff;
-      p.cols = d ? c.n_ff : c.n_embd;
-      p.a.resize(static_cast<size_t>(p.rank * p.cols));
-      p.b.resize(static_cast<size_t>(p.rows * p.rank));
-      for (float& x : p.a) x = u(rng);
-      for (float& x : p.b) x = u(rng);
-      lora.pairs.push_back(std::move(p));
-    }
-  }
+  const LoraAdapters lora = testing::RandomLora(base.config(), seed);
   return train::WriteLoraGguf(lora, base.file(), path);
 }
 

@@ -19,6 +19,7 @@
 #include "model/lora.h"
 #include "server/engine.h"
 #include "tests/testing/paths.h"
+#include "tests/testing/random_lora.h"
 #include "tests/testing/status_matchers.h"
 #include "train/export.h"
 
@@ -41,29 +42,8 @@ class AdapterTest : public ::testing::Test {
                            std::to_string(getpid()));
     std::filesystem::create_directories(*dir_);
     // A deterministic random adapter on q, v, gate and down of every layer, rank 4.
-    LoraAdapters lora;
-    lora.config.rank = 4;
-    lora.config.alpha = 16;
-    lora.config.targets = {LoraModule::kQ, LoraModule::kV, LoraModule::kGate, LoraModule::kDown};
-    std::mt19937 rng(42);
-    std::uniform_real_distribution<float> u(-0.25f, 0.25f);
+    const LoraAdapters lora = testing::RandomLora(base_->config(), 42);
     const LlamaConfig& c = base_->config();
-    for (int64_t l = 0; l < c.n_layer; ++l) {
-      for (LoraModule m : lora.config.targets) {
-        LoraPair p;
-        p.layer = l;
-        p.module = m;
-        p.rank = 4;
-        const bool q = m == LoraModule::kQ, v = m == LoraModule::kV, d = m == LoraModule::kDown;
-        p.rows = q ? c.q_dim() : v ? c.kv_dim() : d ? c.n_embd : c.n_ff;
-        p.cols = d ? c.n_ff : c.n_embd;
-        p.a.resize(static_cast<size_t>(p.rank * p.cols));
-        p.b.resize(static_cast<size_t>(p.rows * p.rank));
-        for (float& x : p.a) x = u(rng);
-        for (float& x : p.b) x = u(rng);
-        lora.pairs.push_back(std::move(p));
-      }
-    }
     ASSERT_THAT(train::WriteLoraGguf(lora, base_->file(), *dir_ + "/adapter.gguf"), IsOk());
     ASSERT_THAT(train::WritePeftAdapter(lora, *dir_ + "/peft", "SmolLM2-135M-Instruct", c.n_head,
                                         c.n_head_kv),
