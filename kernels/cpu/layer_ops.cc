@@ -63,6 +63,23 @@ bool HasAvxVnni() {
   return has;
 }
 
+bool HasAvx512Vnni() {
+  static const bool has = [] {
+    if (!Supported() || std::getenv("ANVIL_NO_AVX512") != nullptr) return false;
+    if (__get_cpuid_max(0, nullptr) < 7) return false;
+    unsigned a, b, c, d;
+    __cpuid(1, a, b, c, d);
+    if ((c & (1u << 27)) == 0) return false;  // OSXSAVE
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0xE6u) != 0xE6u) return false;  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned f = 1u << 16, dq = 1u << 17, bw = 1u << 30, vl = 1u << 31;
+    return (b & (f | dq | bw | vl)) == (f | dq | bw | vl) && (c & (1u << 11)) != 0;  // VNNI
+  }();
+  return has;
+}
+
 absl::Status RmsNorm(ThreadPool* pool, const RmsNormArgs& a) {
   ParallelFor(pool, a.t, RowsPerChunk(a.c), [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {

@@ -50,6 +50,8 @@ void RunTile(DType type, const TileArgs& t) {
     case DType::kQ4_1:
       if (t.m1 - t.m0 == 1) {
         MatMulGemvQuantAvx2(type, t);
+      } else if (t.x->group_qs != nullptr) {
+        MatMulGemmQuantAvx512(type, t);
       } else {
         MatMulGemmQuantAvx2(type, t);
       }
@@ -72,7 +74,14 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
   const size_t d_bytes = quantized ? RoundUp64(m * nb * sizeof(float)) : 0;
   const size_t s_bytes = a.w_type == DType::kQ4_1 ? d_bytes : 0;
   const size_t f_bytes = quantized ? 0 : RoundUp64(m * k * sizeof(float));
-  uint8_t* base = Scratch(qs_bytes + d_bytes + s_bytes + f_bytes);
+  // The AVX-512 prefill tile reads the rows again in groups of 4 (PreparedActs::group_qs).
+  const bool grouped = quantized && m >= 2 && HasAvx512Vnni();
+  const size_t groups = (m + kActGroupRows - 1) / kActGroupRows;
+  const size_t gq_bytes = grouped ? groups * nb * 128 : 0;
+  const size_t gd_bytes = grouped ? groups * nb * 16 * sizeof(float) : 0;
+  const size_t gs_bytes = a.w_type == DType::kQ4_1 ? gd_bytes : 0;
+  uint8_t* base =
+      Scratch(qs_bytes + d_bytes + s_bytes + f_bytes + gq_bytes + gd_bytes + gs_bytes);
   auto* qs = reinterpret_cast<int8_t*>(base);
   auto* d = reinterpret_cast<float*>(base + qs_bytes);
   auto* s = reinterpret_cast<float*>(base + qs_bytes + d_bytes);
@@ -81,6 +90,16 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
   x->d = d;
   x->s = s_bytes != 0 ? s : nullptr;
   x->f = f;
+  uint8_t* group_base = base + qs_bytes + d_bytes + s_bytes + f_bytes;
+  auto* group_qs = group_base;
+  auto* group_d = reinterpret_cast<float*>(group_base + gq_bytes);
+  auto* group_s = gs_bytes != 0 ? reinterpret_cast<float*>(group_base + gq_bytes + gd_bytes)
+                                : nullptr;
+  if (grouped) {
+    x->group_qs = group_qs;
+    x->group_d = group_d;
+    x->group_s = group_s;
+  }
   const DType t = a.w_type;
   auto prep = [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -106,7 +125,19 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
       }
     }
   };
-  if (a.m >= kParallelPrepRows) {
+  if (grouped) {
+    // A group's rows are quantized, then interleaved, by the same thread.
+    auto prep_groups = [&](int64_t g0, int64_t g1, int) {
+      prep(g0 * kActGroupRows, std::min(a.m, g1 * kActGroupRows), 0);
+      InterleaveActGroupsAvx512(t, *x, a.m, g0, g1, group_qs, group_d, group_s);
+    };
+    const auto n_groups = static_cast<int64_t>(groups);
+    if (a.m >= kParallelPrepRows) {
+      ParallelFor(pool, n_groups, 1, prep_groups);
+    } else {
+      prep_groups(0, n_groups, 0);
+    }
+  } else if (a.m >= kParallelPrepRows) {
     ParallelFor(pool, a.m, 4, prep);
   } else {
     prep(0, a.m, 0);

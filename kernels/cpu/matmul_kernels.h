@@ -22,7 +22,17 @@ struct PreparedActs {
   const float* f = nullptr;  // [M][K]
   int64_t k = 0;
   int64_t nb = 0;
+  // The AVX-512 prefill tile only (set when it will run): the quantized rows again, in groups
+  // of kActGroupRows (a short last group repeats its last row), made once per call by
+  // InterleaveActGroupsAvx512. Per (group, block): 2 x 64 bytes, rows (0, 1) then (2, 3) with
+  // their 4-byte groups interleaved (Q8_0 weights: each byte xor 0x80); 16 floats of scales,
+  // lane 4i + j = row j's d (and s for Q4_1).
+  const uint8_t* group_qs = nullptr;  // [groups][nb][128]
+  const float* group_d = nullptr;     // [groups][nb][16]
+  const float* group_s = nullptr;     // [groups][nb][16] (Q4_1 only; else null)
 };
+
+inline constexpr int kActGroupRows = 4;
 
 // One rectangle of the output: rows [m0, m1) of x against weight rows [n0, n1).
 struct TileArgs {
@@ -48,6 +58,13 @@ void MatMulGemmQuantAvx2(DType type, const TileArgs& t);
 void MatMulGemvQuantVnni(DType type, const TileArgs& t);
 void MatMulGemmQuantVnni(DType type, const TileArgs& t);
 bool HasAvxVnni();
+// The prefill tile with AVX-512 VNNI (matmul_quant_gemm_avx512.cc), same bits; needs the
+// grouped activations above. Only when HasAvx512Vnni() (CPUID leaf 7: AVX512F/DQ/BW/VL and
+// VNNI, with the OS saving zmm state; ANVIL_NO_AVX512 in the environment turns it off).
+void MatMulGemmQuantAvx512(DType type, const TileArgs& t);
+void InterleaveActGroupsAvx512(DType type, const PreparedActs& x, int64_t m, int64_t g0,
+                               int64_t g1, uint8_t* group_qs, float* group_d, float* group_s);
+bool HasAvx512Vnni();
 // F32 weights (matmul_f32_avx2.cc) and F16 / BF16 weights (matmul_half_avx2.cc) against float
 // activations. F32 is bit-identical to the reference in both of its summation orders
 // (TileArgs::f32_gemm_order); F16/BF16 are within tolerance.
