@@ -136,6 +136,14 @@ absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args) {
     return absl::InvalidArgumentError(absl::StrCat("attention: H=", args.h,
                                                    " is not a multiple of Hkv=", args.h_kv));
   }
+  if ((args.k_blocks == nullptr) != (args.v_blocks == nullptr) ||
+      (args.k_blocks != nullptr && args.block_rows <= 0)) {
+    return absl::InvalidArgumentError(
+        "attention: paged K/V needs both k_blocks and v_blocks and block_rows > 0");
+  }
+  if (args.k_blocks != nullptr && !OnHost(ctx)) {
+    return absl::UnimplementedError("attention: paged K/V is implemented on the host only");
+  }
   return Route(
       "attention", ctx, [&] { reference::Attention(args); },
       [&](ThreadPool* pool) { return cpu::Attention(pool, args); },

@@ -48,8 +48,22 @@ struct AttentionArgs {
   float* out = nullptr;      // [T][H][D]
   int64_t t = 0, past = 0, h = 0, h_kv = 0, d = 0;
   float scale = 1.0f;        // usually 1/sqrt(D)
+  // Paged cache (optional, host backends only; the server's KV block pool): row s of K is at
+  // k_blocks[s / block_rows] + (s % block_rows) * Hkv * D, likewise V, and k / v are unused.
+  // Same results as the rows gathered into one array.
+  const float* const* k_blocks = nullptr;
+  const float* const* v_blocks = nullptr;
+  int64_t block_rows = 0;
 };
 absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args);
+
+// Row s of an attention cache (K: k / k_blocks, V: v / v_blocks), kv head hk.
+inline const float* CacheRow(const AttentionArgs& a, const float* flat, const float* const* blocks,
+                             int64_t s, int64_t hk) {
+  const int64_t row = a.h_kv * a.d;
+  if (blocks == nullptr) return flat + s * row + hk * a.d;
+  return blocks[s / a.block_rows] + (s % a.block_rows) * row + hk * a.d;
+}
 
 // out = silu(gate) * up, elementwise.
 struct SwiGluArgs {

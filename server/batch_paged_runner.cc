@@ -33,8 +33,8 @@ PagedRunner::PagedRunner(const LlamaModel& model, const PagedRunnerOptions& opti
   proj_.resize(t * c.n_embd);
   gate_.resize(t * c.n_ff);
   up_.resize(t * c.n_ff);
-  kbuf_.resize(static_cast<size_t>(options.threads));
-  vbuf_.resize(static_cast<size_t>(options.threads));
+  kblocks_.resize(static_cast<size_t>(options.threads));
+  vblocks_.resize(static_cast<size_t>(options.threads));
   tokens_.resize(t);
   pos_.resize(t);
 }
@@ -102,13 +102,15 @@ void PagedRunner::RegisterPromptBlocks(SeqKv& kv) {
   }
 }
 
-void PagedRunner::Gather(const SeqKv& kv, int64_t layer, int64_t n, float* kbuf, float* vbuf) {
-  const int64_t bt = pool_.block_tokens(), kvd = model_.config().kv_dim();
-  for (int64_t j = 0; j * bt < n; ++j) {
-    const int64_t cnt = std::min(bt, n - j * bt);
-    const int32_t b = kv.blocks[static_cast<size_t>(j)];
-    std::memcpy(kbuf + j * bt * kvd, pool_.k(layer, b), sizeof(float) * cnt * kvd);
-    std::memcpy(vbuf + j * bt * kvd, pool_.v(layer, b), sizeof(float) * cnt * kvd);
+void PagedRunner::BlockTable(const SeqKv& kv, int64_t layer, int64_t n,
+                             std::vector<const float*>* k, std::vector<const float*>* v) {
+  const int64_t bt = pool_.block_tokens();
+  const auto blocks = static_cast<size_t>((n + bt - 1) / bt);
+  k->resize(blocks);
+  v->resize(blocks);
+  for (size_t j = 0; j < blocks; ++j) {
+    (*k)[j] = pool_.k(layer, kv.blocks[j]);
+    (*v)[j] = pool_.v(layer, kv.blocks[j]);
   }
 }
 
@@ -229,16 +231,16 @@ absl::Status PagedRunner::Forward(absl::Span<const StepItem> items, float* logit
     auto attend = [&](size_t i, int thread, const ExecContext& e) -> absl::Status {
       const SeqKv& kv = *kvs[i];
       const int64_t n = static_cast<int64_t>(items[i].tokens.size());
-      std::vector<float>& kb = kbuf_[static_cast<size_t>(thread)];
-      std::vector<float>& vb = vbuf_[static_cast<size_t>(thread)];
-      const size_t need = static_cast<size_t>((kv.past + n) * kvd);
-      if (kb.size() < need) {
-        kb.resize(need);
-        vb.resize(need);
-      }
-      Gather(kv, l, kv.past + n, kb.data(), vb.data());
-      return Attention(e, {q_.data() + row0[i] * qd, kb.data(), vb.data(),
-                           attn_.data() + row0[i] * qd, n, kv.past, H, Hkv, D, scale});
+      // The attention reads the sequence's blocks in place.
+      std::vector<const float*>& kb = kblocks_[static_cast<size_t>(thread)];
+      std::vector<const float*>& vb = vblocks_[static_cast<size_t>(thread)];
+      BlockTable(kv, l, kv.past + n, &kb, &vb);
+      AttentionArgs args{q_.data() + row0[i] * qd, nullptr, nullptr,
+                         attn_.data() + row0[i] * qd, n, kv.past, H, Hkv, D, scale};
+      args.k_blocks = kb.data();
+      args.v_blocks = vb.data();
+      args.block_rows = bt;
+      return Attention(e, args);
     };
     if (static_cast<int64_t>(att.size()) >= nt && nt > 1) {
       std::vector<absl::Status> st(att.size());

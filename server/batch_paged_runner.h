@@ -67,8 +67,9 @@ class PagedRunner final : public BatchRunner {
   absl::Status ApplyLora(absl::Span<const Segment> segs, int64_t layer, LoraModule module,
                          const float* x, int64_t in, float* y, int64_t out);
   absl::Status MatMulRows(const WeightMatrix& m, const float* in, float* out, int64_t rows);
-  // Copies K/V of positions [0, n) of `kv` for `layer` into kbuf/vbuf [n][Hkv*D].
-  void Gather(const SeqKv& kv, int64_t layer, int64_t n, float* kbuf, float* vbuf);
+  // The blocks holding positions [0, n) of `kv` in `layer`, for a paged Attention call.
+  void BlockTable(const SeqKv& kv, int64_t layer, int64_t n, std::vector<const float*>* k,
+                  std::vector<const float*>* v);
   void RegisterPromptBlocks(SeqKv& kv);
 
   const LlamaModel& model_;
@@ -80,8 +81,8 @@ class PagedRunner final : public BatchRunner {
   absl::flat_hash_map<int64_t, SeqKv> seqs_;
   // Scratch for one step of up to max_step_tokens rows.
   std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_, lora_a_, lora_b_;
-  // Per pool thread: gathered keys/values of one sequence, [n_ctx][Hkv*D] each.
-  std::vector<std::vector<float>> kbuf_, vbuf_;
+  // Per pool thread: one sequence's block table (K and V rows of one layer).
+  std::vector<std::vector<const float*>> kblocks_, vblocks_;
   std::vector<int32_t> tokens_, pos_;
 };
 

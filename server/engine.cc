@@ -28,6 +28,10 @@ Engine::Create(const LlamaModel &model, const EngineOptions &options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "engine options: prefill_chunk = ", o.prefill_chunk, " must be >= 2"));
   }
+  if (o.decode_step_prefill < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine options: decode_step_prefill = ", o.decode_step_prefill, " must be >= 2"));
+  }
   ANVIL_RETURN_IF_ERROR(positive("kv_block_tokens", o.kv_block_tokens));
   ANVIL_RETURN_IF_ERROR(positive("n_ctx", o.n_ctx));
   ANVIL_RETURN_IF_ERROR(positive("max_tokens_limit", o.max_tokens_limit));

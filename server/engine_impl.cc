@@ -299,6 +299,10 @@ void EngineImpl::StepOnce() {
       --budget;
     }
   }
+  // Prompt tokens: the rest of the step, or a bounded share of it next to
+  // decodes (EngineOptions::decode_step_prefill).
+  if (!items.empty())
+    budget = std::min<int64_t>(budget, options_.decode_step_prefill);
   for (auto &s : running_) {
     if (s->fed >= s->prompt_len || budget <= 0)
       continue;

@@ -19,10 +19,11 @@ constexpr char kUsage[] =
     "  [--port N (gRPC, 7080; 0 picks one; -1 off)] [--http-port N (8080; 0 picks; -1 off)]\n"
     "  [--token-file PATH (bearer token for every endpoint)] [--threads N (2)]\n"
     "  [--max-running N (16)] [--max-queue N (64)] [--ctx N (2048)] [--max-step-tokens N (512)]\n"
-    "  [--prefill-chunk N (256)] [--kv-block-tokens N (16)] [--kv-blocks N (0: auto)]\n"
-    "  [--no-prefix-cache] [--max-prompt-tokens N (0: ctx-1)] [--max-tokens-limit N (4096)]\n"
-    "  [--default-max-tokens N (256)] [--max-n N (8)] [--max-body-bytes N (4194304)]\n"
-    "  [--adapter NAME=PATH (repeatable)] [--drain-timeout-s N (30)]\n";
+    "  [--prefill-chunk N (256)] [--decode-step-prefill N (32)] [--kv-block-tokens N (16)]\n"
+    "  [--kv-blocks N (0: auto)] [--no-prefix-cache] [--max-prompt-tokens N (0: ctx-1)]\n"
+    "  [--max-tokens-limit N (4096)] [--default-max-tokens N (256)] [--max-n N (8)]\n"
+    "  [--max-body-bytes N (4194304)] [--adapter NAME=PATH (repeatable)]\n"
+    "  [--drain-timeout-s N (30)]\n";
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "anvil-server: %s\n%s", message.c_str(), kUsage);
@@ -76,7 +77,8 @@ int ParseFlags(int argc, char** argv, anvil::server::ServerOptions* o) {
       if (!num(1, 1024)) return Fail(err);
       o->engine.threads = static_cast<int>(n);
     } else if (flag == "--max-running" || flag == "--max-queue" || flag == "--max-step-tokens" ||
-               flag == "--prefill-chunk" || flag == "--kv-block-tokens" ||
+               flag == "--prefill-chunk" || flag == "--decode-step-prefill" ||
+               flag == "--kv-block-tokens" ||
                flag == "--max-tokens-limit" || flag == "--default-max-tokens" ||
                flag == "--max-n" || flag == "--max-prompt-tokens") {
       if (!num(flag == "--max-queue" || flag == "--max-prompt-tokens" ? 0 : 1, 1 << 20)) {
@@ -87,6 +89,7 @@ int ParseFlags(int argc, char** argv, anvil::server::ServerOptions* o) {
       if (flag == "--max-queue") o->engine.max_queue = x;
       if (flag == "--max-step-tokens") o->engine.max_step_tokens = x;
       if (flag == "--prefill-chunk") o->engine.prefill_chunk = x;
+      if (flag == "--decode-step-prefill") o->engine.decode_step_prefill = x;
       if (flag == "--kv-block-tokens") o->engine.kv_block_tokens = x;
       if (flag == "--max-tokens-limit") o->engine.max_tokens_limit = x;
       if (flag == "--default-max-tokens") o->default_max_tokens = x;

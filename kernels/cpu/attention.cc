@@ -50,16 +50,43 @@ namespace {
   return ReduceLanes16(lo, hi);
 }
 
-// e[0, n) = VecDotOrderF32(q, k_s) * scale; returns the maximum.
-float Scores(const float* q, const float* k, int64_t ks, int64_t n, int64_t d, float scale,
-             float* e) {
-  float mx = -INFINITY;
-  for (int64_t s = 0; s < n; ++s) {
-    const float dot =
-        d % 64 == 0 ? VecDotOrderF32By64(q, k + s * ks, d) : VecDotOrderF32(q, k + s * ks, d);
-    e[s] = dot * scale;
-    mx = std::max(mx, e[s]);
+// Calls f(s, row) for the cache rows s in [0, n) of kv head hk in order, walking a paged cache
+// (AttentionArgs::k_blocks / v_blocks) block by block.
+template <class F>
+void ForEachRow(const AttentionArgs& a, const float* flat, const float* const* blocks, int64_t hk,
+                int64_t n, F f) {
+  const int64_t stride = a.h_kv * a.d;
+  if (blocks == nullptr) {
+    for (int64_t s = 0; s < n; ++s) f(s, flat + s * stride + hk * a.d);
+    return;
   }
+  for (int64_t b = 0, s = 0; s < n; ++b) {
+    const float* row = blocks[b] + hk * a.d;
+    const int64_t end = std::min(n, s + a.block_rows);
+    // Blocks are scattered over the pool, out of the hardware prefetcher's sight: ask for the
+    // next block's rows of this head while this one is read.
+    if (end < n) {
+      const int64_t next_rows = std::min(a.block_rows, n - end);
+      const char* next = reinterpret_cast<const char*>(blocks[b + 1] + hk * a.d);
+      for (int64_t r = 0; r < next_rows; ++r) {
+        for (int64_t off = 0; off < a.d * 4; off += 64) {
+          _mm_prefetch(next + r * stride * 4 + off, _MM_HINT_T0);
+        }
+      }
+    }
+    for (; s < end; ++s, row += stride) f(s, row);
+  }
+}
+
+// e[0, n) = VecDotOrderF32(q, k_s) * scale over the K rows of kv head hk; returns the maximum.
+float Scores(const AttentionArgs& a, const float* q, int64_t hk, int64_t n, float* e) {
+  float mx = -INFINITY;
+  const int64_t d = a.d;
+  ForEachRow(a, a.k, a.k_blocks, hk, n, [&](int64_t s, const float* k) {
+    const float dot = d % 64 == 0 ? VecDotOrderF32By64(q, k, d) : VecDotOrderF32(q, k, d);
+    e[s] = dot * a.scale;
+    mx = std::max(mx, e[s]);
+  });
   return mx;
 }
 
@@ -109,6 +136,15 @@ inline float GemmOrderF32(const float* x, const float* y, int64_t n) {
 void TransposeV(const AttentionArgs& a, int64_t hk, int64_t s0, int64_t s1, int64_t stride,
                 float* vt) {
   const int64_t d8 = a.d / 8 * 8;
+  // The rows' addresses once (a paged cache has no single stride).
+  thread_local std::vector<const float*> rows;
+  rows.resize(static_cast<size_t>(s1 - s0));
+  if (a.v_blocks == nullptr) {
+    for (int64_t s = s0; s < s1; ++s) rows[s - s0] = a.v + (s * a.h_kv + hk) * a.d;
+  } else {
+    for (int64_t s = s0; s < s1; ++s) rows[s - s0] = CacheRow(a, a.v, a.v_blocks, s, hk);
+  }
+  auto vrow = [&](int64_t s) { return rows[static_cast<size_t>(s - s0)]; };
   int64_t s = s0;
   // 8 keys x 8 dims at a time through an in-register transpose; dims outer, so that each block of
   // 8 output rows is written front to back.
@@ -116,7 +152,7 @@ void TransposeV(const AttentionArgs& a, int64_t hk, int64_t s0, int64_t s1, int6
   for (int64_t i = 0; i < d8; i += 8) {
     for (s = s0; s < s8; s += 8) {
       __m256 r[8];
-      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(a.v + ((s + j) * a.h_kv + hk) * a.d + i);
+      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(vrow(s + j) + i);
       const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
       const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
       const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
@@ -134,11 +170,11 @@ void TransposeV(const AttentionArgs& a, int64_t hk, int64_t s0, int64_t s1, int6
     }
   }
   for (int64_t i = d8; i < a.d; ++i) {
-    for (s = s0; s < s8; ++s) vt[(hk * a.d + i) * stride + s] = a.v[(s * a.h_kv + hk) * a.d + i];
+    for (s = s0; s < s8; ++s) vt[(hk * a.d + i) * stride + s] = vrow(s)[i];
   }
   s = s8;
   for (; s < s1; ++s) {
-    const float* vr = a.v + (s * a.h_kv + hk) * a.d;
+    const float* vr = vrow(s);
     for (int64_t i = 0; i < a.d; ++i) vt[(hk * a.d + i) * stride + s] = vr[i];
   }
 }
@@ -146,21 +182,31 @@ void TransposeV(const AttentionArgs& a, int64_t hk, int64_t s0, int64_t s1, int6
 // Decode (T == 1, vec_dot order over the keys) without transposing V: slot rows lanes[64][D],
 // key s accumulating into slot s % 64 (accumulator (s % 64) / 16, lane s % 16) with V read in
 // key order; then the slots are reduced lane-wise in llama.cpp's order.
-void WeightedSumSlots(const float* p, const float* v, int64_t vs, int64_t n, int64_t d,
+void WeightedSumSlots(const AttentionArgs& a, const float* p, int64_t hk, int64_t n,
                       float* lanes, float* out) {
   constexpr int kSlots = 64;
-  std::fill(lanes, lanes + kSlots * d, 0.0f);
+  const int64_t d = a.d;
+  // Slots no key reaches are zero; a slot's first key writes fma(v, p, 0) instead of
+  // accumulating onto a zeroed row (the same value; 16 KB less to clear per head).
+  std::fill(lanes + std::min<int64_t>(n, kSlots) * d, lanes + kSlots * d, 0.0f);
   const int64_t dv = d / 8 * 8;
-  for (int64_t s = 0; s < n; ++s) {
+  ForEachRow(a, a.v, a.v_blocks, hk, n, [&](int64_t s, const float* vr) {
     float* row = lanes + (s % kSlots) * d;
-    const float* vr = v + s * vs;
     const __m256 ps = _mm256_set1_ps(p[s]);
+    if (s < kSlots) {
+      for (int64_t i = 0; i < dv; i += 8) {
+        _mm256_storeu_ps(row + i,
+                         _mm256_fmadd_ps(_mm256_loadu_ps(vr + i), ps, _mm256_setzero_ps()));
+      }
+      for (int64_t i = dv; i < d; ++i) row[i] = std::fma(vr[i], p[s], 0.0f);
+      return;
+    }
     for (int64_t i = 0; i < dv; i += 8) {
       _mm256_storeu_ps(row + i,
                        _mm256_fmadd_ps(_mm256_loadu_ps(vr + i), ps, _mm256_loadu_ps(row + i)));
     }
     for (int64_t i = dv; i < d; ++i) row[i] = std::fma(vr[i], p[s], row[i]);
-  }
+  });
   for (int64_t i = 0; i < d; i += 8) {
     const __m256i m = _mm256_castps_si256(LaneMask(d - i));
     auto load = [&](int slot) { return _mm256_maskload_ps(lanes + slot * d + i, m); };
@@ -184,12 +230,12 @@ void Head(const AttentionArgs& a, int64_t t, int64_t h, const float* vt, int64_t
   const int64_t hk = h / (a.h / a.h_kv);
   const int64_t n = a.past + t + 1;
   const float* q = a.q + (t * a.h + h) * a.d;
-  const float mx = Scores(q, a.k + hk * a.d, a.h_kv * a.d, n, a.d, a.scale, e);
+  const float mx = Scores(a, q, hk, n, e);
   const float inv = static_cast<float>(1.0 / ExpAndSum(e, n, mx));
   for (int64_t s = 0; s < n; ++s) e[s] *= inv;
   float* out = a.out + (t * a.h + h) * a.d;
   if (vt == nullptr) {
-    WeightedSumSlots(e, a.v + hk * a.d, a.h_kv * a.d, n, a.d, lanes, out);
+    WeightedSumSlots(a, e, hk, n, lanes, out);
     return;
   }
   const float* vh = vt + hk * a.d * stride;

@@ -79,22 +79,21 @@ void BuildPanel(const uint8_t* const* w_rows, int64_t nb, PanelBlock* panel) {
   constexpr bool kSigned = kType != DType::kQ4_1;
   const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   for (int64_t b = 0; b < nb; ++b) {
-    alignas(16) float d[kPanelRows], m[kPanelRows] = {};
+    uint32_t head[kPanelRows];  // each row's fp16 d (and m for Q4_1) at the block's start
     for (int r = 0; r < kPanelRows; ++r) {
       __m256i w;
       if constexpr (kType == DType::kQ8_0) {
         const auto* blk = reinterpret_cast<const BlockQ8_0*>(w_rows[r]) + b;
         w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
-        d[r] = _cvtsh_ss(blk->d);
+        head[r] = blk->d;
       } else if constexpr (kType == DType::kQ4_0) {
         const auto* blk = reinterpret_cast<const BlockQ4_0*>(w_rows[r]) + b;
         w = _mm256_sub_epi8(Unpack4(blk->qs), _mm256_set1_epi8(8));
-        d[r] = _cvtsh_ss(blk->d);
+        head[r] = blk->d;
       } else {
         const auto* blk = reinterpret_cast<const BlockQ4_1*>(w_rows[r]) + b;
         w = Unpack4(blk->qs);
-        d[r] = _cvtsh_ss(blk->d);
-        m[r] = _cvtsh_ss(blk->m);
+        head[r] = blk->d | uint32_t{blk->m} << 16;
       }
       panel[b].w[r] = DoubleGroups(w);
       if constexpr (kSigned) {
@@ -103,8 +102,21 @@ void BuildPanel(const uint8_t* const* w_rows, int64_t nb, PanelBlock* panel) {
         panel[b].corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7));
       }
     }
-    panel[b].d = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_load_ps(d)));
-    panel[b].m = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_load_ps(m)));
+    // The 4 rows' scales converted together (exactly, like one _cvtsh_ss each).
+    if constexpr (kType == DType::kQ4_1) {
+      const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32(static_cast<int>(head[0]),
+          static_cast<int>(head[1]), static_cast<int>(head[2]), static_cast<int>(head[3])));
+      const __m512i even = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6);
+      const __m512 wide = _mm512_castps256_ps512(dm);  // [d0 m0 d1 m1 d2 m2 d3 m3]
+      panel[b].d = _mm512_permutexvar_ps(even, wide);
+      panel[b].m = _mm512_permutexvar_ps(_mm512_add_epi32(even, _mm512_set1_epi32(1)), wide);
+    } else {
+      const __m128 d = _mm_cvtph_ps(_mm_setr_epi16(
+          static_cast<int16_t>(head[0]), static_cast<int16_t>(head[1]),
+          static_cast<int16_t>(head[2]), static_cast<int16_t>(head[3]), 0, 0, 0, 0));
+      panel[b].d = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d));
+      panel[b].m = _mm512_setzero_ps();
+    }
   }
 }
 
@@ -198,16 +210,34 @@ void TileGemm(const TileArgs& t) {
     for (int i = 0; i < kPanelRows; ++i) {
       w_rows[i] = t.w + std::min<int64_t>(n + i, t.n1 - 1) * t.row_bytes;
     }
+    // With few activation rows (batched decode) a panel is used briefly and its weights come
+    // from memory: fetch the panel two ahead into L1 meanwhile (rows are contiguous).
+    if (const int64_t ahead = n + 2 * kPanelRows; ahead < t.n_total) {
+      const int64_t ahead_rows = std::min<int64_t>(kPanelRows, t.n_total - ahead);
+      const uint8_t* p = t.w + ahead * t.row_bytes;
+      for (int64_t off = 0; off < ahead_rows * t.row_bytes; off += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+      }
+    }
     BuildPanel<kType>(w_rows, nb, panel.data());
     if constexpr (kType == DType::kQ4_1) {
-      // Each pair's running sum in block order; the groups' chains interleaved.
-      for (int64_t g = 0; g < groups; ++g) summs[g].v = _mm512_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b) {
-        const __m512 pm = panel[b].m;
-        const float* gs = x.group_s + (g0 * nb + b) * 16;
-        for (int64_t g = 0; g < groups; ++g) {
-          summs[g].v = _mm512_add_ps(summs[g].v, _mm512_mul_ps(pm, _mm512_load_ps(gs + g * nb * 16)));
+      // Each pair's running sum in block order, up to 4 groups' chains at once in registers.
+      for (int64_t g = 0; g < groups; g += 4) {
+        const int count = static_cast<int>(std::min<int64_t>(4, groups - g));
+        const float* gs = x.group_s + (g0 + g) * nb * 16;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+        for (int64_t b = 0; b < nb; ++b) {
+          const __m512 pm = panel[b].m;
+#pragma GCC unroll 4
+          for (int c = 0; c < 4; ++c) {
+            if (c < count) {
+              acc[c] = _mm512_add_ps(acc[c],
+                                     _mm512_mul_ps(pm, _mm512_load_ps(gs + (c * nb + b) * 16)));
+            }
+          }
         }
+        for (int c = 0; c < count; ++c) summs[g + c].v = acc[c];
       }
     }
     for (int64_t g = 0; g < groups; g += 2) {

@@ -112,7 +112,7 @@ ANVIL_FMA_CLONES void Attention(const AttentionArgs& a) {
       const float* q = a.q + (t * a.h + h) * a.d;
       float mx = -INFINITY;
       for (int64_t s = 0; s < n_keys; ++s) {
-        const float* k = a.k + (s * a.h_kv + hk) * a.d;
+        const float* k = CacheRow(a, a.k, a.k_blocks, s, hk);
         e[s] = GgmlDotF32(q, k, a.d, GgmlF32Order::kVecDot) * a.scale;
         mx = std::max(mx, e[s]);
       }
@@ -128,7 +128,7 @@ ANVIL_FMA_CLONES void Attention(const AttentionArgs& a) {
       for (int64_t s = 0; s < n_keys; ++s) e[s] *= inv;
       float* out = a.out + (t * a.h + h) * a.d;
       for (int64_t i = 0; i < a.d; ++i) {
-        for (int64_t s = 0; s < n_keys; ++s) v_col[s] = a.v[(s * a.h_kv + hk) * a.d + i];
+        for (int64_t s = 0; s < n_keys; ++s) v_col[s] = CacheRow(a, a.v, a.v_blocks, s, hk)[i];
         out[i] = GgmlDotF32(v_col.data(), e.data(), n_keys, kqv_order);
       }
     }

@@ -2,10 +2,12 @@
 // and Attention must be bit-identical (llama.cpp's order). Attention covers decode (T=1, the
 // vec_dot P*V order) and prefill (T>=2, tinyBLAS order), long pasts, GQA groups of 3 and 6,
 // Hkv=1, head dims that are not multiples of 16 or 8, and 1 to 3 threads.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/core/thread_pool.h"
 #include "kernels/cpu/cpu.h"
@@ -21,6 +23,8 @@ using ::anvil::testing::BitEqual;
 using ::anvil::testing::IsOk;
 using ::anvil::testing::MakeWeights;
 using ::anvil::testing::RandomFloats;
+using ::anvil::testing::StatusIs;
+using ::testing::HasSubstr;
 
 #define SKIP_WITHOUT_AVX2() \
   if (!cpu::Supported()) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C"
@@ -161,6 +165,60 @@ TEST(CpuOps, AttentionBitIdentical) {
       EXPECT_TRUE(BitEqual(got3, got1)) << label << " threads=" << threads;
     }
   }
+}
+
+// The same cache split into blocks of `rows` positions stored out of order in a pool (as the
+// server's KV blocks are): reference and CPU read it in place with the flat cache's bits.
+TEST(CpuOps, PagedAttentionEqualsFlat) {
+  SKIP_WITHOUT_AVX2();
+  for (const AttnCase& c : {AttnCase{1, 0, 9, 3, 64}, AttnCase{1, 77, 9, 3, 64},
+                            AttnCase{17, 30, 9, 3, 64}, AttnCase{5, 9, 6, 2, 20},
+                            AttnCase{33, 100, 3, 3, 136}}) {
+    for (int64_t rows : {1, 5, 16}) {
+      const int64_t s = c.past + c.t, row = c.h_kv * c.d, blocks = (s + rows - 1) / rows;
+      const std::vector<float> q = RandomFloats(c.t * c.h * c.d, 21, -2.0f, 2.0f);
+      const std::vector<float> k = RandomFloats(s * row, 22, -2.0f, 2.0f);
+      const std::vector<float> v = RandomFloats(s * row, 23);
+      // Block j of the cache lives in pool slot blocks - 1 - j.
+      std::vector<float> kpool(blocks * rows * row, 0.0f), vpool(kpool.size(), 0.0f);
+      std::vector<const float*> kb(blocks), vb(blocks);
+      for (int64_t j = 0; j < blocks; ++j) {
+        const int64_t slot = blocks - 1 - j;
+        const int64_t n = std::min(rows, s - j * rows) * row;
+        std::copy_n(k.begin() + j * rows * row, n, kpool.begin() + slot * rows * row);
+        std::copy_n(v.begin() + j * rows * row, n, vpool.begin() + slot * rows * row);
+        kb[j] = kpool.data() + slot * rows * row;
+        vb[j] = vpool.data() + slot * rows * row;
+      }
+      std::vector<float> want(c.t * c.h * c.d), ref(want.size()), got(want.size());
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+      AttentionArgs flat{q.data(), k.data(), v.data(), want.data(), c.t,
+                         c.past,   c.h,      c.h_kv,   c.d,         scale};
+      reference::Attention(flat);
+      AttentionArgs paged = flat;
+      paged.k = paged.v = nullptr;
+      paged.k_blocks = kb.data();
+      paged.v_blocks = vb.data();
+      paged.block_rows = rows;
+      paged.out = ref.data();
+      reference::Attention(paged);
+      ThreadPool pool(2);
+      paged.out = got.data();
+      ASSERT_THAT(Attention({Backend::kCpu, &pool, nullptr}, paged), IsOk());
+      const std::string label = "T=" + std::to_string(c.t) + " past=" + std::to_string(c.past) +
+                                " D=" + std::to_string(c.d) + " rows=" + std::to_string(rows);
+      EXPECT_TRUE(BitEqual(ref, want)) << label;
+      EXPECT_TRUE(BitEqual(got, want)) << label;
+    }
+  }
+  AttentionArgs bad{nullptr, nullptr, nullptr, nullptr, 1, 0, 1, 1, 8, 1.0f};
+  const float* one = nullptr;
+  bad.k_blocks = &one;  // no v_blocks
+  EXPECT_THAT(Attention({Backend::kCpu, nullptr, nullptr}, bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("v_blocks")));
+  bad.v_blocks = &one;  // block_rows 0
+  EXPECT_THAT(Attention({Backend::kReference, nullptr, nullptr}, bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("block_rows")));
 }
 
 }  // namespace
