@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/adamw.h"
 #include "kernels/backend.h"
+#include "kernels/core/status_macros.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/gemm.h"
@@ -91,6 +92,19 @@ absl::Status MatMul(const ExecContext& ctx, const MatMulArgs& args) {
       "matmul", ctx, [&] { return reference::MatMul(args); },
       [&](ThreadPool* pool) { return cpu::MatMul(pool, args); },
       ANVIL_ON_GPU(MatMul(gpu, args)));
+}
+
+absl::Status MatMulShared(const ExecContext& ctx, absl::Span<const MatMulArgs> calls) {
+  if (ctx.backend == Backend::kCpu && cpu::Supported()) return cpu::MatMulShared(ctx.pool, calls);
+  for (const MatMulArgs& c : calls) {
+    if (!calls.empty() && (c.x != calls[0].x || c.m != calls[0].m || c.k != calls[0].k ||
+                           c.w_type != calls[0].w_type)) {
+      return absl::InvalidArgumentError(
+          "matmul: shared-activation calls must have the same x, M, K and weight type");
+    }
+  }
+  for (const MatMulArgs& c : calls) ANVIL_RETURN_IF_ERROR(MatMul(ctx, c));
+  return absl::OkStatus();
 }
 
 absl::Status Gemm(const ExecContext& ctx, const GemmArgs& a) {

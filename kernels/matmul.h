@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "kernels/backend.h"
 #include "kernels/dtype.h"
 
@@ -29,6 +30,12 @@ struct MatMulArgs {
 // InvalidArgument for bad shapes (K not a multiple of the block size, null pointers);
 // Unimplemented when the backend has no kernel for w_type.
 absl::Status MatMul(const ExecContext& ctx, const MatMulArgs& args);
+
+// Several products of the same activations against different weights of one type (a layer's
+// q/k/v or gate/up projections): the results of one MatMul per entry, bit for bit. The CPU
+// backend prepares x once and spreads all the entries' tiles over one pass of the thread pool.
+// InvalidArgument unless every entry has the same x, M, K and w_type.
+absl::Status MatMulShared(const ExecContext& ctx, absl::Span<const MatMulArgs> calls);
 
 }  // namespace anvil
 

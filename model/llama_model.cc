@@ -154,9 +154,8 @@ absl::Status Context::EvalChunk(absl::Span<const int32_t> tokens, int64_t out_be
 
     ANVIL_RETURN_IF_ERROR(RmsNorm(ex, {x_.data(), lw.attn_norm, h_.data(), t, C, c.rms_eps}));
     observe("attn_norm", l, h_.data(), t, C);
-    ANVIL_RETURN_IF_ERROR(matmul(lw.wq, h_.data(), q_.data(), t));
-    ANVIL_RETURN_IF_ERROR(matmul(lw.wk, h_.data(), k_.data(), t));
-    ANVIL_RETURN_IF_ERROR(matmul(lw.wv, h_.data(), v_.data(), t));
+    ANVIL_RETURN_IF_ERROR(MatMulSameInput(
+        ex, h_.data(), t, {{&lw.wq, q_.data()}, {&lw.wk, k_.data()}, {&lw.wv, v_.data()}}));
     observe("Qcur", l, q_.data(), t, H * D);
     observe("Kcur", l, k_.data(), t, Hkv * D);
     observe("Vcur", l, v_.data(), t, Hkv * D);
@@ -191,8 +190,8 @@ absl::Status Context::EvalChunk(absl::Span<const int32_t> tokens, int64_t out_be
     observe("ffn_inp", l, x_.data(), rn, C);
     ANVIL_RETURN_IF_ERROR(RmsNorm(ex, {x_.data(), lw.ffn_norm, h_.data(), rn, C, c.rms_eps}));
     observe("ffn_norm", l, h_.data(), rn, C);
-    ANVIL_RETURN_IF_ERROR(matmul(lw.w_gate, h_.data(), gate_.data(), rn));
-    ANVIL_RETURN_IF_ERROR(matmul(lw.w_up, h_.data(), up_.data(), rn));
+    ANVIL_RETURN_IF_ERROR(
+        MatMulSameInput(ex, h_.data(), rn, {{&lw.w_gate, gate_.data()}, {&lw.w_up, up_.data()}}));
     observe("ffn_gate", l, gate_.data(), rn, F);
     observe("ffn_up", l, up_.data(), rn, F);
     ANVIL_RETURN_IF_ERROR(SwiGlu(ex, {gate_.data(), up_.data(), gate_.data(), rn * F}));

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/core/status_macros.h"
+#include "kernels/matmul.h"
 #include "kernels/quantize.h"
 
 namespace anvil {
@@ -89,6 +90,22 @@ absl::StatusOr<LlamaWeights> BindLlamaWeights(const gguf::GgufFile& f, const Lla
     ANVIL_ASSIGN_OR_RETURN(l.w_down, Matrix(f, b + "ffn_down.weight", c.n_embd, c.n_ff));
   }
   return w;
+}
+
+absl::Status MatMulSameInput(const ExecContext& ctx, const float* in, int64_t rows,
+                             std::initializer_list<WeightProduct> products) {
+  MatMulArgs calls[8];
+  if (products.size() > 8) return absl::InvalidArgumentError("MatMulSameInput: at most 8");
+  size_t n = 0;
+  bool one_type = true;
+  for (const WeightProduct& p : products) {
+    calls[n++] = {p.w->type, p.w->data, in, p.out, rows, p.w->rows, p.w->cols};
+    one_type = one_type && p.w->type == products.begin()->w->type &&
+               p.w->cols == products.begin()->w->cols;
+  }
+  if (one_type) return MatMulShared(ctx, absl::MakeConstSpan(calls, n));
+  for (size_t i = 0; i < n; ++i) ANVIL_RETURN_IF_ERROR(MatMul(ctx, calls[i]));
+  return absl::OkStatus();
 }
 
 }  // namespace anvil

@@ -4,10 +4,12 @@
 #define ANVIL_MODEL_LLAMA_WEIGHTS_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
 #include "kernels/dtype.h"
 #include "model/gguf.h"
 #include "model/llama_config.h"
@@ -46,6 +48,15 @@ struct LlamaWeights {
 // InvalidArgument naming the tensor for a missing tensor or a wrong shape; Unimplemented for a
 // tensor type the kernels cannot compute with.
 absl::StatusOr<LlamaWeights> BindLlamaWeights(const gguf::GgufFile& file, const LlamaConfig& c);
+
+// out_i [rows][w_i.rows] = in [rows][cols] x w_i^T for each (w_i, out_i): one MatMulShared when
+// all the matrices have one type (in is prepared once), else one MatMul each. Same bits.
+struct WeightProduct {
+  const WeightMatrix* w;
+  float* out;
+};
+absl::Status MatMulSameInput(const ExecContext& ctx, const float* in, int64_t rows,
+                             std::initializer_list<WeightProduct> products);
 
 }  // namespace anvil
 

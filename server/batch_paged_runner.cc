@@ -197,9 +197,8 @@ absl::Status PagedRunner::Forward(absl::Span<const StepItem> items, float* logit
     const bool last = l == c.n_layer - 1;
     ANVIL_RETURN_IF_ERROR(RmsNorm(ex, {x_.data(), lw.attn_norm, h_.data(), t, C, c.rms_eps}));
     // q [T][H*D], k/v [T][Hkv*D].
-    ANVIL_RETURN_IF_ERROR(MatMulRows(lw.wq, h_.data(), q_.data(), t));
-    ANVIL_RETURN_IF_ERROR(MatMulRows(lw.wk, h_.data(), k_.data(), t));
-    ANVIL_RETURN_IF_ERROR(MatMulRows(lw.wv, h_.data(), v_.data(), t));
+    ANVIL_RETURN_IF_ERROR(MatMulSameInput(
+        ex, h_.data(), t, {{&lw.wq, q_.data()}, {&lw.wk, k_.data()}, {&lw.wv, v_.data()}}));
     ANVIL_RETURN_IF_ERROR(ApplyLora(segs, l, LoraModule::kQ, h_.data(), C, q_.data(), qd));
     ANVIL_RETURN_IF_ERROR(ApplyLora(segs, l, LoraModule::kK, h_.data(), C, k_.data(), kvd));
     ANVIL_RETURN_IF_ERROR(ApplyLora(segs, l, LoraModule::kV, h_.data(), C, v_.data(), kvd));
@@ -273,8 +272,8 @@ absl::Status PagedRunner::Forward(absl::Span<const StepItem> items, float* logit
     ANVIL_RETURN_IF_ERROR(ApplyLora(cur, l, LoraModule::kO, attn_.data(), qd, proj_.data(), C));
     ANVIL_RETURN_IF_ERROR(AddInPlace(ex, x_.data(), proj_.data(), rows * C));
     ANVIL_RETURN_IF_ERROR(RmsNorm(ex, {x_.data(), lw.ffn_norm, h_.data(), rows, C, c.rms_eps}));
-    ANVIL_RETURN_IF_ERROR(MatMulRows(lw.w_gate, h_.data(), gate_.data(), rows));
-    ANVIL_RETURN_IF_ERROR(MatMulRows(lw.w_up, h_.data(), up_.data(), rows));
+    ANVIL_RETURN_IF_ERROR(MatMulSameInput(ex, h_.data(), rows,
+                                          {{&lw.w_gate, gate_.data()}, {&lw.w_up, up_.data()}}));
     ANVIL_RETURN_IF_ERROR(ApplyLora(cur, l, LoraModule::kGate, h_.data(), C, gate_.data(), F));
     ANVIL_RETURN_IF_ERROR(ApplyLora(cur, l, LoraModule::kUp, h_.data(), C, up_.data(), F));
     ANVIL_RETURN_IF_ERROR(SwiGlu(ex, {gate_.data(), up_.data(), gate_.data(), rows * F}));

@@ -19,6 +19,7 @@ namespace anvil::cpu {
 bool Supported();
 
 absl::Status MatMul(ThreadPool* pool, const MatMulArgs& args);
+absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls);
 absl::Status RmsNorm(ThreadPool* pool, const RmsNormArgs& args);
 absl::Status Rope(ThreadPool* pool, const RopeArgs& args);
 absl::Status Attention(ThreadPool* pool, const AttentionArgs& args);

@@ -147,37 +147,57 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
 }  // namespace
 
 absl::Status MatMul(ThreadPool* pool, const MatMulArgs& a) {
-  if (a.w == nullptr || a.x == nullptr || a.y == nullptr || a.m < 0 || a.n < 0 || a.k < 0) {
-    return absl::InvalidArgumentError("matmul: null pointer or negative shape");
+  return MatMulShared(pool, absl::MakeConstSpan(&a, 1));
+}
+
+absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls) {
+  if (calls.empty()) return absl::OkStatus();
+  const MatMulArgs& a = calls[0];
+  for (const MatMulArgs& c : calls) {
+    if (c.w == nullptr || c.x == nullptr || c.y == nullptr || c.m < 0 || c.n < 0 || c.k < 0) {
+      return absl::InvalidArgumentError("matmul: null pointer or negative shape");
+    }
+    if (c.x != a.x || c.m != a.m || c.k != a.k || c.w_type != a.w_type) {
+      return absl::InvalidArgumentError(
+          "matmul: shared-activation calls must have the same x, M, K and weight type");
+    }
   }
   if (a.k % BlockElems(a.w_type) != 0) {
     return absl::InvalidArgumentError(absl::StrCat("matmul: K=", a.k, " is not a multiple of the ",
                                                    DTypeName(a.w_type), " block size"));
   }
-  if (a.m == 0 || a.n == 0) return absl::OkStatus();
+  if (a.m == 0) return absl::OkStatus();
 
   PreparedActs x;
   PrepareActs(pool, a, &x);
 
   const int64_t row_bytes = a.k / BlockElems(a.w_type) * BlockBytes(a.w_type);
   const int64_t act_rows = a.m <= kUnitActRows ? a.m : kUnitActRows;
-  const int64_t n_blocks = (a.n + kUnitRows - 1) / kUnitRows;
   const int64_t m_blocks = (a.m + act_rows - 1) / act_rows;
-  // Units are numbered weight-block-major so that a thread's contiguous range reuses one block
-  // of weight rows across all activation blocks before moving on.
-  ParallelFor(pool, n_blocks * m_blocks, 1, [&](int64_t u0, int64_t u1, int) {
-    TileArgs t;
-    t.w = static_cast<const uint8_t*>(a.w);
-    t.row_bytes = row_bytes;
-    t.x = &x;
-    t.y = a.y;
-    t.ldy = a.n;
-    t.n_total = a.n;
-    t.f32_gemm_order = a.m >= 2 && a.k % 16 == 0 && a.n % 4 == 0;
+  // Units of all calls in one numbering: call by call, weight-block-major within a call, so that
+  // a thread's contiguous range reuses one block of weight rows across all activation blocks.
+  std::vector<int64_t> first_unit(calls.size() + 1, 0);
+  for (size_t c = 0; c < calls.size(); ++c) {
+    first_unit[c + 1] = first_unit[c] + (calls[c].n + kUnitRows - 1) / kUnitRows * m_blocks;
+  }
+  const bool f32_gemm_order = a.m >= 2 && a.k % 16 == 0;
+  ParallelFor(pool, first_unit.back(), 1, [&](int64_t u0, int64_t u1, int) {
+    size_t c = 0;
     for (int64_t u = u0; u < u1; ++u) {
-      const int64_t nbi = u / m_blocks, mbi = u % m_blocks;
+      while (u >= first_unit[c + 1]) ++c;
+      const MatMulArgs& call = calls[c];
+      TileArgs t;
+      t.w = static_cast<const uint8_t*>(call.w);
+      t.row_bytes = row_bytes;
+      t.x = &x;
+      t.y = call.y;
+      t.ldy = call.n;
+      t.n_total = call.n;
+      t.f32_gemm_order = f32_gemm_order && call.n % 4 == 0;
+      const int64_t v = u - first_unit[c];
+      const int64_t nbi = v / m_blocks, mbi = v % m_blocks;
       t.n0 = nbi * kUnitRows;
-      t.n1 = std::min(a.n, t.n0 + kUnitRows);
+      t.n1 = std::min(call.n, t.n0 + kUnitRows);
       t.m0 = mbi * act_rows;
       t.m1 = std::min(a.m, t.m0 + act_rows);
       RunTile(a.w_type, t);

@@ -153,6 +153,41 @@ TEST(CpuMatMul, DispatchRejectsKNotMultipleOfBlock) {
   EXPECT_THAT(MatMul(ctx, null_w), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Three weight matrices against the same x in one call give each one's own MatMul bits (the
+// reference's), with the shared activations prepared once.
+TEST(CpuMatMul, SharedActivationsEqualSeparateCalls) {
+  SKIP_WITHOUT_AVX2();
+  ThreadPool pool(2);
+  for (DType t : {DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_1}) {
+    for (int64_t m : {1, 5, 16, 100}) {
+      const Problem a = MakeProblem(t, m, 72, 96, 40), b = MakeProblem(t, m, 24, 96, 41),
+                    c = MakeProblem(t, m, 9, 96, 42);
+      // One x for all three (a's); separate calls give the wanted bits.
+      std::vector<float> want_b(m * b.n), want_c(m * c.n), ya(m * a.n), yb(want_b.size()),
+          yc(want_c.size());
+      ExecContext ctx{Backend::kCpu, &pool};
+      ASSERT_THAT(MatMul(ctx, {t, b.w.data(), a.x.data(), want_b.data(), m, b.n, 96}), IsOk());
+      ASSERT_THAT(MatMul(ctx, {t, c.w.data(), a.x.data(), want_c.data(), m, c.n, 96}), IsOk());
+      const MatMulArgs calls[] = {{t, a.w.data(), a.x.data(), ya.data(), m, a.n, 96},
+                                  {t, b.w.data(), a.x.data(), yb.data(), m, b.n, 96},
+                                  {t, c.w.data(), a.x.data(), yc.data(), m, c.n, 96}};
+      ASSERT_THAT(MatMulShared(ctx, calls), IsOk());
+      const std::string label = std::string(DTypeName(t)) + " M=" + std::to_string(m);
+      EXPECT_TRUE(Matches(ya, a)) << label;
+      EXPECT_TRUE(BitEqual(yb, want_b)) << label;
+      EXPECT_TRUE(BitEqual(yc, want_c)) << label;
+    }
+  }
+  std::vector<float> x(64), other(64), y(2);
+  std::vector<uint8_t> w(1024);
+  const MatMulArgs mixed[] = {{DType::kQ8_0, w.data(), x.data(), y.data(), 1, 1, 32},
+                              {DType::kQ8_0, w.data(), other.data(), y.data() + 1, 1, 1, 32}};
+  EXPECT_THAT(MatMulShared({Backend::kCpu, nullptr}, mixed),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(MatMulShared({Backend::kReference, nullptr}, mixed),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(CpuMatMul, EmptyShapesAreOk) {
   SKIP_WITHOUT_AVX2();
   std::vector<float> x(64), y(4, 7.0f);
