@@ -37,7 +37,7 @@ struct EngineOptions {
   // At most this many prompt tokens in a step that also carries decode tokens, so that a burst
   // of new prompts stretches the running streams' next token by a bounded amount (the
   // inter-token latency tail); a step with nothing to decode takes up to max_step_tokens.
-  int32_t decode_step_prefill = 32;
+  int32_t decode_step_prefill = 8;
   int32_t kv_block_tokens = 16;    // positions per KV block
   int64_t kv_blocks = 0;           // pool size; 0: max_running * n_ctx / kv_block_tokens
   int64_t n_ctx = 2048;            // per-sequence context (prompt + generated), capped by the model

@@ -19,7 +19,7 @@ constexpr char kUsage[] =
     "  [--port N (gRPC, 7080; 0 picks one; -1 off)] [--http-port N (8080; 0 picks; -1 off)]\n"
     "  [--token-file PATH (bearer token for every endpoint)] [--threads N (2)]\n"
     "  [--max-running N (16)] [--max-queue N (64)] [--ctx N (2048)] [--max-step-tokens N (512)]\n"
-    "  [--prefill-chunk N (256)] [--decode-step-prefill N (32)] [--kv-block-tokens N (16)]\n"
+    "  [--prefill-chunk N (256)] [--decode-step-prefill N (8)] [--kv-block-tokens N (16)]\n"
     "  [--kv-blocks N (0: auto)] [--no-prefix-cache] [--max-prompt-tokens N (0: ctx-1)]\n"
     "  [--max-tokens-limit N (4096)] [--default-max-tokens N (256)] [--max-n N (8)]\n"
     "  [--max-body-bytes N (4194304)] [--adapter NAME=PATH (repeatable)]\n"

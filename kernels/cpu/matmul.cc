@@ -20,7 +20,7 @@ constexpr int64_t kUnitRows = 24;
 // that a block of quantized rows stays in L2 while the unit's weight rows stream through L1.
 constexpr int64_t kUnitActRows = 96;
 // Below this many activation rows, preparing them is not worth waking the pool.
-constexpr int64_t kParallelPrepRows = 64;
+constexpr int64_t kParallelPrepRows = 16;
 
 // Grow-only 64-byte-aligned scratch owned by the calling thread. The pool's workers only read it
 // (or write disjoint rows) during the call that handed it out; MatMul is not reentrant.
