@@ -44,6 +44,7 @@ class PagedRunner final : public BatchRunner {
   bool Fits(int64_t max_positions) const override;
   int64_t blocks_used() const override { return pool_.used(); }
   int64_t blocks_total() const override { return pool_.n_blocks(); }
+  ThreadPool* pool() override { return threads_.get(); }
 
  private:
   struct SeqKv {

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "kernels/core/thread_pool.h"
 
 namespace anvil::server {
 
@@ -41,6 +42,9 @@ class BatchRunner {
   virtual bool Fits(int64_t max_positions) const = 0;
   virtual int64_t blocks_used() const = 0;
   virtual int64_t blocks_total() const = 0;
+  // The threads the runner computes on, lent to the engine between steps for per-sequence work
+  // (sampling); null: the engine runs it inline.
+  virtual ThreadPool* pool() { return nullptr; }
 };
 
 }  // namespace anvil::server

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/core/thread_pool.h"
 #include "server/engine_sample.h"
 
 namespace anvil::server {
@@ -341,31 +342,37 @@ void EngineImpl::StepOnce() {
       for (Sequence *s : item_seq)
         Finish(*s, st, FinishReason::kCancelled);
     } else {
+      std::vector<std::pair<Sequence *, float *>> picking;
       int64_t row = 0;
       for (size_t i = 0; i < items.size(); ++i) {
         Sequence &s = *item_seq[i];
         s.fed += static_cast<int64_t>(items[i].tokens.size());
         if (items[i].want_logits)
-          SampleNext(s, logits_.data() + (row++) * v);
+          picking.emplace_back(&s, logits_.data() + (row++) * v);
       }
+      std::vector<Pick> picks(picking.size());
+      ParallelFor(runner_->pool(), static_cast<int64_t>(picking.size()), 1,
+                  [&](int64_t b, int64_t e, int) {
+                    for (int64_t j = b; j < e; ++j) {
+                      PickNext(*picking[j].first, picking[j].second, &picks[j]);
+                    }
+                  });
+      for (size_t j = 0; j < picking.size(); ++j)
+        EmitNext(*picking[j].first, std::move(picks[j]));
     }
   }
   PublishStats(step_tokens, static_cast<int64_t>(items.size()));
 }
 
-void EngineImpl::SampleNext(Sequence &s, float *logits) {
-  const Tokenizer &tok = model_.tokenizer();
+void EngineImpl::PickNext(Sequence &s, float *logits, Pick *pick) {
   const int64_t v = model_.config().n_vocab;
-  Event ev;
+  Event &ev = pick->ev;
   // Logprobs come from the raw logits, before any constraint.
   std::vector<float> raw;
   if (s.req.top_logprobs >= 0 && s.json)
     raw.assign(logits, logits + v);
   if (s.json && s.json->Mask(logits) == 0) {
-    Finish(s,
-           absl::InternalError(
-               "json_object: no token can continue the JSON output"),
-           FinishReason::kStop);
+    pick->no_continuation = true;
     return;
   }
   const int32_t id = s.sampler->Sample(logits, v);
@@ -376,6 +383,19 @@ void EngineImpl::SampleNext(Sequence &s, float *logits) {
              &ev.logprob, &ev.top);
   }
   ev.token = id;
+}
+
+void EngineImpl::EmitNext(Sequence &s, Pick pick) {
+  if (pick.no_continuation) {
+    Finish(s,
+           absl::InternalError(
+               "json_object: no token can continue the JSON output"),
+           FinishReason::kStop);
+    return;
+  }
+  const Tokenizer &tok = model_.tokenizer();
+  Event ev = std::move(pick.ev);
+  const int32_t id = ev.token;
   const bool eog = s.req.stop_at_eog && tok.IsEndOfGeneration(id);
   // An end-of-generation token is not part of the output; text still held back
   // is released with an event carrying that token (only when there is such

@@ -60,8 +60,15 @@ class EngineImpl final : public Engine {
   void Loop();
   void StepOnce();
   void Admit();
-  // Samples the next token of `s` from its logits row (modified in place by constraints).
-  void SampleNext(Sequence& s, float* logits);
+  // The next token of `s` from its logits row (modified in place by constraints): touches only
+  // `s`, so the step's sequences pick on the runner's threads at once. EmitNext then publishes
+  // it (text, stop strings, stream, finish) on the step thread.
+  struct Pick {
+    bool no_continuation = false;  // json_object: no token can continue the output
+    Event ev;                      // token, logprobs, time
+  };
+  void PickNext(Sequence& s, float* logits, Pick* pick);
+  void EmitNext(Sequence& s, Pick pick);
   // Ends `s` (releases its KV, completes its stream) and drops it from the running set.
   void Finish(Sequence& s, absl::Status status, FinishReason reason);
   void PublishStats(int64_t step_tokens, int64_t step_seqs);
