@@ -95,14 +95,15 @@ absl::Status MatMul(const ExecContext& ctx, const MatMulArgs& args) {
 }
 
 absl::Status MatMulShared(const ExecContext& ctx, absl::Span<const MatMulArgs> calls) {
-  if (ctx.backend == Backend::kCpu && cpu::Supported()) return cpu::MatMulShared(ctx.pool, calls);
   for (const MatMulArgs& c : calls) {
-    if (!calls.empty() && (c.x != calls[0].x || c.m != calls[0].m || c.k != calls[0].k ||
-                           c.w_type != calls[0].w_type)) {
+    if (c.x != calls[0].x || c.m != calls[0].m || c.k != calls[0].k ||
+        c.w_type != calls[0].w_type) {
       return absl::InvalidArgumentError(
           "matmul: shared-activation calls must have the same x, M, K and weight type");
     }
   }
+  // One pass on the CPU; elsewhere (and on a CPU without the kernels: its error) one call each.
+  if (ctx.backend == Backend::kCpu && cpu::Supported()) return cpu::MatMulShared(ctx.pool, calls);
   for (const MatMulArgs& c : calls) ANVIL_RETURN_IF_ERROR(MatMul(ctx, c));
   return absl::OkStatus();
 }

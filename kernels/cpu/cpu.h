@@ -19,6 +19,7 @@ namespace anvil::cpu {
 bool Supported();
 
 absl::Status MatMul(ThreadPool* pool, const MatMulArgs& args);
+// Entries must share x, M, K and w_type (MatMulShared in kernels/matmul.h checks that).
 absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls);
 absl::Status RmsNorm(ThreadPool* pool, const RmsNormArgs& args);
 absl::Status Rope(ThreadPool* pool, const RopeArgs& args);

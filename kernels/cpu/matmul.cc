@@ -153,13 +153,10 @@ absl::Status MatMul(ThreadPool* pool, const MatMulArgs& a) {
 absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls) {
   if (calls.empty()) return absl::OkStatus();
   const MatMulArgs& a = calls[0];
+  // Entries share x, M, K and the weight type (checked at the dispatch point, kernels/matmul.h).
   for (const MatMulArgs& c : calls) {
     if (c.w == nullptr || c.x == nullptr || c.y == nullptr || c.m < 0 || c.n < 0 || c.k < 0) {
       return absl::InvalidArgumentError("matmul: null pointer or negative shape");
-    }
-    if (c.x != a.x || c.m != a.m || c.k != a.k || c.w_type != a.w_type) {
-      return absl::InvalidArgumentError(
-          "matmul: shared-activation calls must have the same x, M, K and weight type");
     }
   }
   if (a.k % BlockElems(a.w_type) != 0) {

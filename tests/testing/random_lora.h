@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <random>
 
+#include "model/gguf.h"
 #include "model/llama_config.h"
 #include "model/lora.h"
 
@@ -36,6 +37,30 @@ inline LoraAdapters RandomLora(const LlamaConfig& c, uint32_t seed) {
     }
   }
   return lora;
+}
+
+// Appends one pair per (layer < n_layers, module in lora->config.targets), shaped like `base`'s
+// weight for it, at rank `rank`; each pair's A then B are filled element by element with
+// fill_a() / fill_b() (so draws from one generator come in pair order, A before B).
+template <class FillA, class FillB>
+void AddPairsShapedLike(const gguf::GgufFile& base, int64_t n_layers, int64_t rank,
+                        LoraAdapters* lora, FillA fill_a, FillB fill_b) {
+  for (int64_t layer = 0; layer < n_layers; ++layer) {
+    for (LoraModule m : lora->config.targets) {
+      LoraPair p;
+      p.layer = layer;
+      p.module = m;
+      const gguf::TensorInfo* t = base.FindTensor(p.BaseName());
+      p.rows = t->shape[1];
+      p.cols = t->shape[0];
+      p.rank = rank;
+      p.a.resize(static_cast<size_t>(rank * p.cols));
+      p.b.resize(static_cast<size_t>(p.rows * rank));
+      for (float& x : p.a) x = fill_a();
+      for (float& x : p.b) x = fill_b();
+      lora->pairs.push_back(std::move(p));
+    }
+  }
 }
 
 }  // namespace anvil::testing

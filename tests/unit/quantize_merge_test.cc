@@ -19,6 +19,7 @@
 #include "model/llama_model.h"
 #include "model/quantize.h"
 #include "model/tiny_model.h"
+#include "tests/testing/random_lora.h"
 #include "tests/testing/status_matchers.h"
 #include "train/adapter_read.h"
 #include "train/export.h"
@@ -51,22 +52,8 @@ class MergeTest : public ::testing::Test {
     lora.config.alpha = 16.0f;
     lora.config.rslora = rslora;
     lora.config.targets = {LoraModule::kQ, LoraModule::kK, LoraModule::kV, LoraModule::kDown};
-    for (int64_t layer = 0; layer < 2; ++layer) {
-      for (LoraModule m : lora.config.targets) {
-        LoraPair p;
-        p.layer = layer;
-        p.module = m;
-        const gguf::TensorInfo* t = base_->FindTensor(p.BaseName());
-        p.rows = t->shape[1];
-        p.cols = t->shape[0];
-        p.rank = kRank;
-        p.a.resize(kRank * p.cols);
-        p.b.resize(p.rows * kRank);
-        for (float& x : p.a) x = normal(rng);
-        for (float& x : p.b) x = normal(rng);
-        lora.pairs.push_back(std::move(p));
-      }
-    }
+    auto draw = [&] { return normal(rng); };
+    ::anvil::testing::AddPairsShapedLike(*base_, 2, kRank, &lora, draw, draw);
     return lora;
   }
 

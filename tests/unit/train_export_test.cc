@@ -22,6 +22,7 @@
 #include "model/tiny_model.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/paths.h"
+#include "tests/testing/random_lora.h"
 #include "tests/testing/status_matchers.h"
 #include "train/export.h"
 
@@ -58,22 +59,9 @@ class ExportTest : public ::testing::Test {
     lora.config.rank = kRank;
     lora.config.alpha = 8.0f;
     lora.config.targets.assign(std::begin(kAllLoraModules), std::end(kAllLoraModules));
-    for (int64_t layer = 0; layer < 2; ++layer) {
-      for (LoraModule m : kAllLoraModules) {
-        LoraPair p;
-        p.layer = layer;
-        p.module = m;
-        const gguf::TensorInfo* t = base_->FindTensor(p.BaseName());
-        p.rows = t->shape[1];
-        p.cols = t->shape[0];
-        p.rank = kRank;
-        p.a.resize(kRank * p.cols);
-        p.b.resize(p.rows * kRank);
-        for (float& x : p.a) x = normal(rng);
-        for (float& x : p.b) x = zero_b ? 0.0f : normal(rng);
-        lora.pairs.push_back(std::move(p));
-      }
-    }
+    ::anvil::testing::AddPairsShapedLike(
+        *base_, 2, kRank, &lora, [&] { return normal(rng); },
+        [&] { return zero_b ? 0.0f : normal(rng); });
     return lora;
   }
 
