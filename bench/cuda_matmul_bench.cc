@@ -6,7 +6,10 @@
 //   QuantGemv         our MatMul at decode shapes (M = 1, 4) for Q4_1/Q8_0/Q4_0, rotating over
 //                     >= 1 GiB of weight copies so every call streams W from DRAM, 16 calls per
 //                     timed iteration (the activation quantization included): weight GB/s and
-//                     the fraction of the copy bandwidth (the goal is >= 0.6).
+//                     the fraction of the copy bandwidth (the goal is >= 0.6). MatMul's default
+//                     path (GemvActivations::kAuto).
+//   QuantGemv{TwoKernel,Fused}  the same with each way of quantizing the activations forced
+//                     (Context::GemvActivations).
 //   GemvKernel        the GEMV kernel alone on pre-quantized activations (its streaming rate).
 //   Bf16MatMul        our MatMul with BF16 weights at training shapes: TFLOP/s, fraction of peak.
 //   QuantPrefill      quantized weights at M = 512 (dequantize + cuBLAS): TFLOP/s.
@@ -171,7 +174,10 @@ bool MakeDeviceActs(benchmark::State& state, int64_t rows, int64_t k, cuda::Devi
 }
 
 // MatMul at a memory-bound decode shape (also used for BF16 weights, where cuBLAS runs it).
-void QuantGemv(benchmark::State& state, DType type, int64_t m, int64_t n, int64_t k) {
+using Acts = cuda::Context::GemvActivations;
+
+void QuantGemv(benchmark::State& state, DType type, int64_t m, int64_t n, int64_t k,
+               Acts acts = Acts::kAuto) {
   const int64_t bytes_one = k / BlockElems(type) * BlockBytes(type) * n;
   const int64_t copies = (int64_t{1} << 30) / bytes_one + 1;  // >= 1 GiB in rotation
   cuda::DeviceBuffer w, x, y;
@@ -183,6 +189,7 @@ void QuantGemv(benchmark::State& state, DType type, int64_t m, int64_t n, int64_
   // kCalls products per timed iteration, back to back as a decode step issues them: the GPU's
   // queue stays ahead of the host, so the time is the kernels' and not one launch's latency.
   constexpr int kCalls = 16;
+  g_ctx->set_gemv_activations(acts);
   const double t = TimeLoop(state, [&](int64_t i) {
     for (int c = 0; c < kCalls; ++c) {
       const uint8_t* wi = w.as<uint8_t>() + ((i * kCalls + c) % copies) * matrix_bytes;
@@ -190,6 +197,7 @@ void QuantGemv(benchmark::State& state, DType type, int64_t m, int64_t n, int64_
     }
     return absl::OkStatus();
   });
+  g_ctx->set_gemv_activations(Acts::kAuto);
   if (t <= 0.0) return;
   const double calls = static_cast<double>(state.iterations()) * kCalls;
   const double gbps = static_cast<double>(matrix_bytes) * calls / t * 1e-9;
@@ -295,6 +303,14 @@ void Register() {
     for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 49152 * 8, 576},
                            {1, 14336, 4096},
                            {1, 4096, 14336}}) {
+      for (auto [name, acts] : {std::pair<const char*, Acts>{"TwoKernel", Acts::kTwoKernels},
+                                {"Fused", Acts::kFused}}) {
+        timed(benchmark::RegisterBenchmark(
+            absl::StrCat("QuantGemv", name, "/", DTypeName(t), "/M", m, "_N", n, "_K", k).c_str(),
+            [t, m = m, n = n, k = k, acts = acts](benchmark::State& s) {
+              QuantGemv(s, t, m, n, k, acts);
+            }));
+      }
       timed(benchmark::RegisterBenchmark(
           absl::StrCat("GemvKernel/", DTypeName(t), "/M", m, "_N", n, "_K", k).c_str(),
           [t, m = m, n = n, k = k](benchmark::State& s) { GemvKernel(s, t, m, n, k); }));

@@ -6,12 +6,16 @@
 # machine, and travel with the shared libraries they need:
 #
 #   scripts/gpu-check.sh --bundle     # CPU machine: build (CUDA on, sm_90), collect into
-#                                     # build/gpu-bundle/{bin,lib} (stripped, ~10-20 MB)
-#   scripts/gpu-check.sh              # GPU machine: run the `cuda` tests and the CUDA kernel
-#                                     # benchmarks from build/gpu-bundle, print a short table
-#                                     # (GPU_CHECK_BENCH=0: the tests only)
+#                                     # build/gpu-bundle/{bin,lib} (stripped, ~70 MB) and pack
+#                                     # it as build/gpu-bundle.tar.gz (~25 MB)
+#   scripts/gpu-check.sh              # GPU machine: unpack the tarball if the folder is not
+#                                     # there, run the `cuda` tests and the CUDA kernel
+#                                     # benchmarks, print a short table (GPU_CHECK_BENCH=0: the
+#                                     # tests only; GPU_CHECK_FILTER=regex: those benchmarks)
 #
-# With the device tool: run(command="bash scripts/gpu-check.sh", carry=["build/gpu-bundle"]).
+# With the device tool (the working tree and what it carries must stay under 64 MiB, so the
+# tarball travels, not the folder):
+#   run(command="bash scripts/gpu-check.sh", carry=["build/gpu-bundle.tar.gz"]).
 # CUDA's own libraries (cudart, cuBLAS, NCCL) are not bundled: the GPU machine's CUDA 13 and
 # PyTorch's wheels have them.
 # Results also go to $OUT (when set) as gpu-check.txt and the benchmarks' JSON.
@@ -47,7 +51,9 @@ bundle() {
       esac
     done
   done
-  echo "gpu-check: bundle in $BUNDLE ($(du -sh "$BUNDLE" | cut -f1)):"
+  tar -C "$ROOT/build" -czf "$BUNDLE.tar.gz" gpu-bundle
+  echo "gpu-check: bundle in $BUNDLE ($(du -sh "$BUNDLE" | cut -f1)), packed as" \
+    "$BUNDLE.tar.gz ($(du -sh "$BUNDLE.tar.gz" | cut -f1)):"
   ls "$BUNDLE/bin" "$BUNDLE/lib"
 }
 
@@ -71,6 +77,9 @@ PY
 }
 
 check() {
+  if [[ ! -d "$BUNDLE/bin" && -f "$BUNDLE.tar.gz" ]]; then
+    tar -C "$ROOT/build" -xzf "$BUNDLE.tar.gz"
+  fi
   [[ -d "$BUNDLE/bin" ]] || { echo "gpu-check: no $BUNDLE; run scripts/gpu-check.sh --bundle on the CPU machine and carry build/gpu-bundle" >&2; exit 2; }
   local out="${OUT:-$ROOT/build/gpu-check-out}"
   mkdir -p "$out"
@@ -93,7 +102,7 @@ check() {
     local name
     name="$(basename "$t")"
     echo "## $name" | tee -a "$out/gpu-check.txt"
-    timeout 300 "$t" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+    timeout 300 "$t" --benchmark_filter="${GPU_CHECK_FILTER:-.}" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
       --benchmark_format=console --benchmark_out="$out/$name.json" --benchmark_out_format=json \
       2>&1 | tail -60 | tee -a "$out/gpu-check.txt"
     summarize "$out/$name.json" | tee -a "$out/gpu-check.txt"

@@ -5,6 +5,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -52,6 +54,13 @@ absl::StatusOr<std::unique_ptr<Context>> Context::Create(int device) {
   ANVIL_RETURN_IF_ERROR(CudaStatus(cudaGetDeviceProperties(&prop, device),
                                    "cudaGetDeviceProperties"));
   ctx->sm_count_ = prop.multiProcessorCount;
+  ctx->smem_per_sm_ = static_cast<int>(prop.sharedMemPerMultiprocessor);
+  ctx->smem_per_block_optin_ = static_cast<int>(prop.sharedMemPerBlockOptin);
+  if (const char* mode = std::getenv("ANVIL_CUDA_GEMV"); mode != nullptr) {
+    const std::string_view m(mode);
+    if (m == "two-kernels") ctx->gemv_activations_ = GemvActivations::kTwoKernels;
+    if (m == "fused") ctx->gemv_activations_ = GemvActivations::kFused;
+  }
   ctx->name_ = prop.name;
   cudaStream_t stream = nullptr;
   ANVIL_RETURN_IF_ERROR(

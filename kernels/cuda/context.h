@@ -34,6 +34,19 @@ class Context {
   int device() const { return device_; }
   int sm_count() const { return sm_count_; }
   const std::string& device_name() const { return name_; }
+  int smem_per_sm() const { return smem_per_sm_; }                    // bytes
+  int smem_per_block_optin() const { return smem_per_block_optin_; }  // bytes
+
+  // How MatMul's quantized GEMV gets its 8-bit activations (same bits every way):
+  //   kAuto         kFused for K <= 4096, where it measured faster (kernels/cuda/matmul.cc),
+  //                 else two kernels;
+  //   kTwoKernels   a quantization kernel, then the GEMV;
+  //   kFused        each CTA of the GEMV quantizes x itself, wherever x fits its shared memory.
+  // kAuto unless the environment sets ANVIL_CUDA_GEMV=two-kernels or fused; benchmarks and
+  // tests switch it to compare the paths.
+  enum class GemvActivations { kAuto, kTwoKernels, kFused };
+  GemvActivations gemv_activations() const { return gemv_activations_; }
+  void set_gemv_activations(GemvActivations v) { gemv_activations_ = v; }
 
   // A device scratch area of at least `bytes`, valid until the next call that grows it; ops
   // use it for temporaries (quantized activations, error flags). Not for concurrent ops.
@@ -46,6 +59,9 @@ class Context {
   Context() = default;
   int device_ = 0;
   int sm_count_ = 0;
+  int smem_per_sm_ = 0;
+  int smem_per_block_optin_ = 0;
+  GemvActivations gemv_activations_ = GemvActivations::kAuto;
   std::string name_;
   void* stream_ = nullptr;
   void* cublas_ = nullptr;

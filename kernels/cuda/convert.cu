@@ -77,21 +77,19 @@ __global__ void QuantizeQ8Kernel(const float* __restrict__ x, int64_t total_bloc
   for (int off = 16; off > 0; off >>= 1) {
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
   }
-  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-  const float scale = amax / 127.0f;
-  const int qi = __float2int_rn(__fmul_rn(v, id));  // |v * id| <= 127 (rounded), fits int8
-  const __half dh = __float2half_rn(scale);
+  const Q8Scale sc = Q8ScaleFor(amax);
+  const int qi = Q8Quantize(v, sc);
   if constexpr (kRoundTripF16) {
     // q * d(fp16) is exact in float (8 x 11 significant bits); one rounding to F16.
-    out[blk * 32 + lane] = __float2half_rn(__fmul_rn(static_cast<float>(qi), __half2float(dh)));
+    out[blk * 32 + lane] = __float2half_rn(__fmul_rn(static_cast<float>(qi), Q8D(sc)));
   } else {
     int sum = qi;
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
     q[blk * 32 + lane] = static_cast<int8_t>(qi);
     if (lane == 0) {
-      d[blk] = __half2float(dh);
-      s[blk] = __half2float(__float2half_rn(__fmul_rn(static_cast<float>(sum), scale)));
+      d[blk] = Q8D(sc);
+      s[blk] = Q8S(sum, sc);
     }
   }
 }

@@ -55,6 +55,18 @@ cudaError_t LaunchGemvQuant(QuantType type, const void* w, int64_t n, int64_t k,
                             const float* xd, const float* xs, int64_t m, float* y, int sm_count,
                             cudaStream_t stream);
 
+// The same product in one kernel from unquantized activations x [m][k] float (16-byte aligned):
+// each CTA quantizes x itself (bit-identical to LaunchQuantizeActivationsQ8) into shared
+// memory, so y is bit-identical to LaunchQuantizeActivationsQ8 + LaunchGemvQuant. Only for
+// shapes GemvQuantFusedFits accepts (x must fit shared memory next to the weight tiles at the
+// planned occupancy); smem_per_sm and smem_per_block_optin are the device's
+// (cudaDevAttrMaxSharedMemoryPerMultiprocessor, ...PerBlockOptin). InvalidValue for an
+// unaligned x.
+bool GemvQuantFusedFits(int64_t m, int64_t k, int smem_per_sm, int smem_per_block_optin);
+cudaError_t LaunchGemvQuantFused(QuantType type, const void* w, int64_t n, int64_t k,
+                                 const float* x, int64_t m, float* y, int sm_count,
+                                 int smem_per_block_optin, cudaStream_t stream);
+
 // ---- gemm.cu ----------------------------------------------------------------------------
 
 // c[i][j] = beta * c[i][j] for i < rows, j < cols (c row-major with leading dimension ldc);

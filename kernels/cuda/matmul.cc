@@ -4,7 +4,9 @@
 //                      cuBLAS with 16-bit inputs and FP32 accumulation.
 //   Q8_0/Q4_0/Q4_1     M <= kGemvMaxM: x quantized to Q8_0/Q8_1 exactly as the reference, then our
 //                      memory-bound GEMV (matmul_quant.cu) with integer block dots: the reference's
-//                      numbers up to float summation order.
+//                      numbers up to float summation order. One fused kernel that quantizes x
+//                      itself where x fits its shared memory (Context::gemv_activations()),
+//                      else a quantization kernel and the GEMV; the same bits either way.
 //                      M > kGemvMaxM: compute bound, so W is dequantized to F16 in the workspace
 //                      (in chunks of rows) and x is written as its Q8 round trip in F16, then
 //                      cuBLAS F16 GEMM with FP32 accumulation ("cuBLAS for large dense GEMMs").
@@ -26,6 +28,10 @@ namespace {
 // Up to this many activation rows the quantized product streams W once per 8 rows with the
 // GEMV; above it, dequantize + cuBLAS (2 bytes written and read per weight, amortized over M).
 constexpr int64_t kGemvMaxM = 16;
+// Up to this K the fused GEMV is the default. Measured on an H100 (docs/BENCHMARKS.md): at
+// K = 576 and 4096 it beats two kernels by 8-16%; at K = 14336, where every CTA quantizes
+// 56 KB of x, it loses by 12-16%. Between the two it is unmeasured, so two kernels stay.
+constexpr int64_t kGemvFusedMaxK = 4096;
 // Workspace cap for one chunk of dequantized F16 weight rows.
 constexpr int64_t kDequantChunkBytes = int64_t{256} << 20;
 
@@ -106,6 +112,17 @@ absl::Status MatMulHalf(Context& ctx, const MatMulArgs& a) {
 
 absl::Status MatMulQuantGemv(Context& ctx, const MatMulArgs& a) {
   const auto stream = static_cast<cudaStream_t>(ctx.stream());
+  using Acts = Context::GemvActivations;
+  const Acts mode = ctx.gemv_activations();
+  const bool fused =
+      mode == Acts::kFused || (mode == Acts::kAuto && a.k <= kGemvFusedMaxK);
+  if (fused && Aligned(a.x, 16) &&
+      GemvQuantFusedFits(a.m, a.k, ctx.smem_per_sm(), ctx.smem_per_block_optin())) {
+    return CudaStatus(
+        LaunchGemvQuantFused(ToQuant(a.w_type), a.w, a.n, a.k, a.x, a.m, a.y, ctx.sm_count(),
+                             ctx.smem_per_block_optin(), stream),
+        "matmul: fused quantized gemv");
+  }
   const auto m = static_cast<size_t>(a.m), k = static_cast<size_t>(a.k), nb = k / kQK;
   const size_t q_bytes = AlignUp(m * k), d_bytes = AlignUp(m * nb * sizeof(float));
   ANVIL_ASSIGN_OR_RETURN(void* ws, ctx.Workspace(q_bytes + 2 * d_bytes));

@@ -14,12 +14,28 @@
 // reduced in a fixed order, so results are deterministic.
 //
 // The kernel is launched with programmatic dependent launch: it issues its first tile's loads
-// (W does not depend on the activations), then waits for the quantization kernel before it
-// reads them, which hides most of the launch gap between the two.
+// (W does not depend on the activations), then waits for the kernel before it (which wrote the
+// activations) before it reads them, which hides most of the launch gap between the two. It
+// lets its own dependents launch at once, so the next GEMV's CTAs take each SM slot this grid
+// frees and start streaming their weights during this grid's tail.
+//
+// Two ways to get the activations:
+//   * two kernels: LaunchQuantizeActivationsQ8 (convert.cu) writes them to global memory, the
+//     GEMV reads them through the read-only cache;
+//   * fused: each CTA quantizes the f32 rows itself into shared memory while its first tile's
+//     loads are in flight: x is staged through the (still free) tile buffers with
+//     asynchronous copies and quantized with the same arithmetic, so the bits are the same.
+//     One launch instead of two, and the block dots read shared memory laid out so a warp's
+//     reads are conflict-free: elements 0-15 of every block first, then elements 16-31 of
+//     every block. Every CTA redoes the quantization, which pays for short rows (K <= 4096 on
+//     an H100) and not for long ones; matmul.cc chooses.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
+#include <set>
+#include <utility>
 
 #include "kernels/cuda/launch_matmul.h"
 #include "kernels/cuda/quant_blocks.cuh"
@@ -39,6 +55,8 @@ static_assert(kChunksPerThread * 16 * kThreads == kTileBytes, "one sweep stages 
 // four CTAs fit an SM (64 KB of loads in flight per SM while the CTAs compute); more rows need
 // more accumulators and registers: three CTAs (<= 85 registers).
 constexpr int CtasPerSm(int m) { return m <= 2 ? 4 : 3; }
+// The kernel's static shared memory (two tiles, the cross-warp partial sums at most kM = 8).
+constexpr int64_t kStaticSmemBytes = 2 * (kTileBytes + 16) + kWarps * 8 * 4;
 
 // Tile bytes [16c, 16c + 16) of a range whose wanted bytes are [head, end) (both even): the
 // 16-byte chunk at `chunk` (16-byte aligned), with only bytes [lo, hi) of it read (16-bit loads).
@@ -123,21 +141,146 @@ __device__ __forceinline__ const uint8_t* TileSource(const uint8_t* w, const Til
                  kBB;
 }
 
-// xq: [kM][nb*32] int8; xd, xs: [kM][nb]; y: [kM][n] (row stride n).
-template <QuantType T, int kM>
+// The activations of one pass: quantized (xq [kM][nb*32] int8, xd and xs [kM][nb], from
+// LaunchQuantizeActivationsQ8) for the two-kernel path, or x [kM][nb*32] float (16-byte
+// aligned) for the fused one.
+struct GemvActs {
+  const int8_t* xq;
+  const float* xd;
+  const float* xs;
+  const float* x;
+};
+
+// Bytes of the fused kernel's dynamic shared memory for `rows` activation rows of nb blocks:
+// the quant halves (32 bytes a block), then d and s (4 bytes each a block).
+constexpr int64_t FusedActBytes(int64_t rows, int64_t nb) { return rows * nb * 40; }
+
+// The fused kernel's quantization of x [kM][nb*32] into shared memory `s`: quant bytes 0-15 of
+// block j (j = row * nb + block) at s + 16j, bytes 16-31 at s + 16 (kM*nb + j); then d [kM*nb]
+// and s [kM*nb] floats. Eight lanes per block, four elements each (one 16-byte load); the
+// block's max and sum are reduced over its eight lanes (max and integer sums: any order gives
+// the same result as convert.cu's warp-per-block kernel).
+// Only blocks [begin, end) are quantized, read from `x` (shared memory) holding block begin
+// onwards.
+template <int kM>
+__device__ __forceinline__ void QuantizeToShared(const float* x, int nb, int begin, int end,
+                                                 uint8_t* s) {
+  const int tid = static_cast<int>(threadIdx.x);
+  const int g = tid & 7;  // this lane's elements: 4g .. 4g + 3 of the block
+  const int total = kM * nb;
+  auto* sd = reinterpret_cast<float*>(s + static_cast<size_t>(total) * 32);
+  float* ss = sd + total;
+  // The loop bound is uniform across each warp (the shuffles need all 32 lanes).
+  for (int base = begin + (tid >> 5) * 4; base < end; base += kThreads / 8) {
+    const int blk = base + ((tid & 31) >> 3);
+    const bool active = blk < end;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (active) v = *reinterpret_cast<const float4*>(x + (blk - begin) * 32 + 4 * g);
+    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+    for (int off = 4; off > 0; off >>= 1) {
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    }
+    const Q8Scale sc = Q8ScaleFor(amax);
+    const int q0 = Q8Quantize(v.x, sc), q1 = Q8Quantize(v.y, sc);
+    const int q2 = Q8Quantize(v.z, sc), q3 = Q8Quantize(v.w, sc);
+    int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+    for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (active) {
+      const uint32_t packed = (static_cast<uint32_t>(q0) & 0xFFu) |
+                              ((static_cast<uint32_t>(q1) & 0xFFu) << 8) |
+                              ((static_cast<uint32_t>(q2) & 0xFFu) << 16) |
+                              (static_cast<uint32_t>(q3) << 24);
+      const int64_t off = g < 4 ? static_cast<int64_t>(blk) * 16 + 4 * g
+                                : static_cast<int64_t>(total + blk) * 16 + 4 * (g - 4);
+      *reinterpret_cast<uint32_t*>(s + off) = packed;
+      if (g == 0) {
+        sd[blk] = Q8D(sc);
+        ss[blk] = Q8S(sum, sc);
+      }
+    }
+  }
+}
+
+// 16 bytes global -> shared without passing through registers (cp.async, sm_80+).
+__device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem) {
+  const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem) : "memory");
+}
+
+__device__ __forceinline__ void WaitCopiesAsync() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+  asm volatile("cp.async.wait_group 0;" ::: "memory");
+}
+
+// The fused kernel's activations: x [kM][nb*32] float (16-byte aligned) is staged through
+// `stage` (the two weight-tile buffers, free until the first tile is stored: 32 KB) with
+// asynchronous copies, all of a chunk in flight at once, then quantized from shared memory
+// into `s`. A long x takes a few chunks; quantizing straight from global memory waited for
+// one load's latency per 32 blocks per warp, which made long rows slower than two kernels.
+template <int kM>
+__device__ __forceinline__ void StageAndQuantize(const float* __restrict__ x, int nb,
+                                                 uint8_t* stage, uint8_t* s) {
+  constexpr int kStageBlocks = 2 * kTileBytes / 128;  // 32 floats = 128 bytes a block
+  const int total = kM * nb;
+  const int tid = static_cast<int>(threadIdx.x);
+  auto* staged = reinterpret_cast<float*>(stage);
+  for (int b0 = 0; b0 < total; b0 += kStageBlocks) {
+    const int b1 = min(total, b0 + kStageBlocks);
+    const int chunks = (b1 - b0) * 8;  // 16-byte pieces
+    const float* src = x + static_cast<int64_t>(b0) * 32;
+    for (int c = tid; c < chunks; c += kThreads) CopyAsync16(staged + 4 * c, src + 4 * c);
+    WaitCopiesAsync();
+    __syncthreads();
+    QuantizeToShared<kM>(staged, nb, b0, b1, s);
+    __syncthreads();  // the stage is read before the next chunk (or the first tile) lands
+  }
+}
+
+// Activation block xb of row i: its 32 quant bytes (elements 0-15 in lo, 16-31 in hi), d, and
+// s when kWantS (Q4_1's minimum term; 0 otherwise).
+template <int kM, bool kFused, bool kWantS>
+__device__ __forceinline__ void LoadActBlock(const GemvActs& a, const uint8_t* act_smem, int nb,
+                                             int i, int64_t xb, int4& lo, int4& hi, float& d,
+                                             float& s) {
+  if constexpr (kFused) {
+    const int64_t j = static_cast<int64_t>(i) * nb + xb;
+    lo = *reinterpret_cast<const int4*>(act_smem + j * 16);
+    hi = *reinterpret_cast<const int4*>(act_smem + (static_cast<int64_t>(kM) * nb + j) * 16);
+    const auto* sd = reinterpret_cast<const float*>(act_smem + static_cast<int64_t>(kM) * nb * 32);
+    d = sd[j];
+    s = kWantS ? sd[static_cast<int64_t>(kM) * nb + j] : 0.0f;
+  } else {
+    const auto* xp = reinterpret_cast<const int4*>(a.xq + (static_cast<int64_t>(i) * nb + xb) * 32);
+    lo = __ldg(xp);
+    hi = __ldg(xp + 1);
+    d = __ldg(a.xd + static_cast<int64_t>(i) * nb + xb);
+    s = kWantS ? __ldg(a.xs + static_cast<int64_t>(i) * nb + xb) : 0.0f;
+  }
+}
+
+// How the kernel gets its activations: kActsGlobal from LaunchQuantizeActivationsQ8's buffers,
+// kActsShared by quantizing x in each CTA (StageAndQuantize).
+constexpr int kActsGlobal = 0, kActsShared = 1;
+
+// y: [kM][n] (row stride n).
+template <QuantType T, int kM, int kActs>
 __global__ void __launch_bounds__(kThreads, CtasPerSm(kM))
-    GemvQuantKernel(const uint8_t* __restrict__ w, TilePlan p, const int8_t* __restrict__ xq,
-                    const float* __restrict__ xd, const float* __restrict__ xs,
+    GemvQuantKernel(const uint8_t* __restrict__ w, TilePlan p, GemvActs acts,
                     float* __restrict__ y) {
   constexpr int kBB = QuantBlock<T>::kBytes;
   // 16 bytes of slack after each tile for DecodeBlockPadded's extra word.
   __shared__ __align__(16) uint8_t tiles[2][kTileBytes + 16];
   __shared__ float partial[kWarps][kM];
+  extern __shared__ __align__(16) uint8_t act_smem[];  // fused only: FusedActBytes(kM, nb)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 
   const int tid = static_cast<int>(threadIdx.x);
   const int tpr = kThreads / p.rows_per_cta;  // threads per row
   const int row_local = tid / tpr, sub = tid % tpr;
-  const int64_t k = static_cast<int64_t>(p.nb) * 32;
 
   TileRef cur{blockIdx.x, 0};
   if (cur.group >= p.groups) return;
@@ -149,6 +292,9 @@ __global__ void __launch_bounds__(kThreads, CtasPerSm(kM))
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+  if constexpr (kActs == kActsShared) {
+    StageAndQuantize<kM>(acts.x, p.nb, &tiles[0][0], act_smem);
+  }
   StoreTile(v, tiles[0]);
   __syncthreads();
 
@@ -180,12 +326,12 @@ __global__ void __launch_bounds__(kThreads, CtasPerSm(kM))
         const int64_t xb = b0 + b;
 #pragma unroll
         for (int i = 0; i < kM; ++i) {
-          const auto* xp = reinterpret_cast<const int4*>(xq + i * k + xb * 32);
-          const int sumi = BlockDot(wq, __ldg(xp), __ldg(xp + 1));
-          acc[i] = fmaf(dw * __ldg(xd + i * p.nb + xb), static_cast<float>(sumi), acc[i]);
-          if constexpr (T == QuantType::kQ4_1) {
-            acc[i] = fmaf(mw, __ldg(xs + i * p.nb + xb), acc[i]);
-          }
+          int4 lo, hi;
+          float dx, sx;
+          LoadActBlock<kM, kActs != kActsGlobal, T == QuantType::kQ4_1>(acts, act_smem, p.nb, i, xb, lo, hi, dx, sx);
+          const int sumi = BlockDot(wq, lo, hi);
+          acc[i] = fmaf(dw * dx, static_cast<float>(sumi), acc[i]);
+          if constexpr (T == QuantType::kQ4_1) acc[i] = fmaf(mw, sx, acc[i]);
         }
       }
     }
@@ -259,45 +405,99 @@ TilePlan PlanTiles(int block_bytes, int64_t n, int nb, int sm_count) {
   return p;
 }
 
-template <QuantType T, int kM>
-cudaError_t LaunchPass(const TilePlan& p, unsigned ctas, const uint8_t* w, const int8_t* xq,
-                       const float* xd, const float* xs, float* y, cudaStream_t stream) {
+using GemvKernelFn = void (*)(const uint8_t*, TilePlan, GemvActs, float*);
+
+template <QuantType T, int kActs>
+GemvKernelFn KernelForRows(int rows) {
+  static_assert(kGemvMaxRowsPerPass == 8, "one instantiation per row count below");
+  switch (rows) {
+    case 1:
+      return GemvQuantKernel<T, 1, kActs>;
+    case 2:
+      return GemvQuantKernel<T, 2, kActs>;
+    case 3:
+      return GemvQuantKernel<T, 3, kActs>;
+    case 4:
+      return GemvQuantKernel<T, 4, kActs>;
+    case 5:
+      return GemvQuantKernel<T, 5, kActs>;
+    case 6:
+      return GemvQuantKernel<T, 6, kActs>;
+    case 7:
+      return GemvQuantKernel<T, 7, kActs>;
+    default:
+      return GemvQuantKernel<T, 8, kActs>;
+  }
+}
+
+template <int kActs>
+GemvKernelFn KernelFor(QuantType type, int rows) {
+  switch (type) {
+    case QuantType::kQ8_0:
+      return KernelForRows<QuantType::kQ8_0, kActs>(rows);
+    case QuantType::kQ4_0:
+      return KernelForRows<QuantType::kQ4_0, kActs>(rows);
+    case QuantType::kQ4_1:
+      break;
+  }
+  return KernelForRows<QuantType::kQ4_1, kActs>(rows);
+}
+
+// The fused kernels take more than the default 48 KB of shared memory: raise each one's limit
+// to the device's per-block maximum once per device (the launch's own size sets occupancy).
+cudaError_t AllowLargeSharedMemory(GemvKernelFn fn, int smem_per_block_optin) {
+  static std::mutex mu;
+  static std::set<std::pair<const void*, int>>* done = new std::set<std::pair<const void*, int>>;
+  int device = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  std::lock_guard<std::mutex> lock(mu);
+  if (done->count({reinterpret_cast<const void*>(fn), device}) != 0) return cudaSuccess;
+  const int dynamic_max = smem_per_block_optin - static_cast<int>(kStaticSmemBytes);
+  if (cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           dynamic_max);
+      e != cudaSuccess) {
+    return e;
+  }
+  // Shared memory before L1: the fused kernel reads x once and everything else from shared.
+  if (cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                           cudaSharedmemCarveoutMaxShared);
+      e != cudaSuccess) {
+    return e;
+  }
+  done->insert({reinterpret_cast<const void*>(fn), device});
+  return cudaSuccess;
+}
+
+cudaError_t LaunchPass(GemvKernelFn fn, const TilePlan& p, unsigned ctas, size_t dynamic_smem,
+                       const uint8_t* w, const GemvActs& acts, float* y, cudaStream_t stream) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(ctas);
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = 0;
+  cfg.dynamicSmemBytes = dynamic_smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, GemvQuantKernel<T, kM>, w, p, xq, xd, xs, y);
+  return cudaLaunchKernelEx(&cfg, fn, w, p, acts, y);
 }
 
-template <QuantType T>
-cudaError_t LaunchPassForRows(int rows, const TilePlan& p, unsigned ctas, const uint8_t* w,
-                              const int8_t* xq, const float* xd, const float* xs, float* y,
-                              cudaStream_t stream) {
-  static_assert(kGemvMaxRowsPerPass == 8, "one instantiation per row count below");
-  switch (rows) {
-    case 1:
-      return LaunchPass<T, 1>(p, ctas, w, xq, xd, xs, y, stream);
-    case 2:
-      return LaunchPass<T, 2>(p, ctas, w, xq, xd, xs, y, stream);
-    case 3:
-      return LaunchPass<T, 3>(p, ctas, w, xq, xd, xs, y, stream);
-    case 4:
-      return LaunchPass<T, 4>(p, ctas, w, xq, xd, xs, y, stream);
-    case 5:
-      return LaunchPass<T, 5>(p, ctas, w, xq, xd, xs, y, stream);
-    case 6:
-      return LaunchPass<T, 6>(p, ctas, w, xq, xd, xs, y, stream);
-    case 7:
-      return LaunchPass<T, 7>(p, ctas, w, xq, xd, xs, y, stream);
-    default:
-      return LaunchPass<T, 8>(p, ctas, w, xq, xd, xs, y, stream);
+// Checks shared by both launchers; fills nb and the tile plan.
+cudaError_t PlanGemv(QuantType type, int64_t m, int64_t n, int64_t k, int sm_count, int* nb,
+                     TilePlan* plan) {
+  if (m < 0 || n < 0 || k <= 0 || k % 32 != 0 || k / 32 > 0x7FFFFFFF) {
+    return cudaErrorInvalidValue;
   }
+  *nb = static_cast<int>(k / 32);
+  if (m == 0 || n == 0) return cudaSuccess;
+  *plan = PlanTiles(QuantBlockBytes(type), n, *nb, sm_count > 0 ? sm_count : 132);
+  return cudaSuccess;
+}
+
+unsigned GridFor(const TilePlan& p, int sm_count, int rows) {
+  const int64_t max_ctas = static_cast<int64_t>(sm_count > 0 ? sm_count : 132) * CtasPerSm(rows);
+  return static_cast<unsigned>(std::min(p.groups, max_ctas));
 }
 
 }  // namespace
@@ -305,39 +505,61 @@ cudaError_t LaunchPassForRows(int rows, const TilePlan& p, unsigned ctas, const 
 cudaError_t LaunchGemvQuant(QuantType type, const void* w, int64_t n, int64_t k, const int8_t* xq,
                             const float* xd, const float* xs, int64_t m, float* y, int sm_count,
                             cudaStream_t stream) {
-  if (m < 0 || n < 0 || k <= 0 || k % 32 != 0 || k / 32 > 0x7FFFFFFF) {
-    return cudaErrorInvalidValue;
-  }
+  int nb = 0;
+  TilePlan plan{};
+  if (cudaError_t e = PlanGemv(type, m, n, k, sm_count, &nb, &plan); e != cudaSuccess) return e;
   if (m == 0 || n == 0) return cudaSuccess;
-  const int nb = static_cast<int>(k / 32);
-  if (sm_count <= 0) sm_count = 132;  // an H100's; only the grid's size depends on it
-  const TilePlan plan = PlanTiles(QuantBlockBytes(type), n, nb, sm_count);
   const auto* wb = static_cast<const uint8_t*>(w);
   // Passes of up to kGemvMaxRowsPerPass activation rows; each streams W once.
   for (int64_t m0 = 0; m0 < m; m0 += kGemvMaxRowsPerPass) {
     const int rows = static_cast<int>(std::min<int64_t>(kGemvMaxRowsPerPass, m - m0));
-    const int8_t* xq_p = xq + m0 * k;
-    const float* xd_p = xd + m0 * nb;
-    const float* xs_p = xs != nullptr ? xs + m0 * nb : nullptr;
-    float* y_p = y + m0 * n;
-    const int64_t max_ctas = static_cast<int64_t>(sm_count) * CtasPerSm(rows);
-    const auto ctas = static_cast<unsigned>(std::min(plan.groups, max_ctas));
-    cudaError_t e = cudaSuccess;
-    switch (type) {
-      case QuantType::kQ8_0:
-        e = LaunchPassForRows<QuantType::kQ8_0>(rows, plan, ctas, wb, xq_p, xd_p, xs_p, y_p,
-                                                stream);
-        break;
-      case QuantType::kQ4_0:
-        e = LaunchPassForRows<QuantType::kQ4_0>(rows, plan, ctas, wb, xq_p, xd_p, xs_p, y_p,
-                                                stream);
-        break;
-      case QuantType::kQ4_1:
-        e = LaunchPassForRows<QuantType::kQ4_1>(rows, plan, ctas, wb, xq_p, xd_p, xs_p, y_p,
-                                                stream);
-        break;
+    const GemvActs acts{xq + m0 * k, xd + m0 * nb, xs != nullptr ? xs + m0 * nb : nullptr,
+                        nullptr};
+    if (cudaError_t e = LaunchPass(KernelFor<kActsGlobal>(type, rows), plan,
+                                   GridFor(plan, sm_count, rows),
+                                   0, wb, acts, y + m0 * n, stream);
+        e != cudaSuccess) {
+      return e;
     }
-    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+bool GemvQuantFusedFits(int64_t m, int64_t k, int smem_per_sm, int smem_per_block_optin) {
+  if (m <= 0 || k <= 0 || k % 32 != 0) return false;
+  // Every pass size that occurs: full passes and the last, shorter one.
+  for (int64_t rows : {std::min<int64_t>(m, kGemvMaxRowsPerPass), m % kGemvMaxRowsPerPass}) {
+    if (rows == 0) continue;
+    const int64_t block = kStaticSmemBytes + FusedActBytes(rows, k / 32);
+    if (block > smem_per_block_optin) return false;
+    // Occupancy as planned (CtasPerSm), with the 1 KB the hardware reserves per CTA.
+    if (CtasPerSm(static_cast<int>(rows)) * (block + 1024) > smem_per_sm) return false;
+  }
+  return true;
+}
+
+cudaError_t LaunchGemvQuantFused(QuantType type, const void* w, int64_t n, int64_t k,
+                                 const float* x, int64_t m, float* y, int sm_count,
+                                 int smem_per_block_optin, cudaStream_t stream) {
+  int nb = 0;
+  TilePlan plan{};
+  if (cudaError_t e = PlanGemv(type, m, n, k, sm_count, &nb, &plan); e != cudaSuccess) return e;
+  if (reinterpret_cast<uintptr_t>(x) % 16 != 0) return cudaErrorInvalidValue;
+  if (m == 0 || n == 0) return cudaSuccess;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  for (int64_t m0 = 0; m0 < m; m0 += kGemvMaxRowsPerPass) {
+    const int rows = static_cast<int>(std::min<int64_t>(kGemvMaxRowsPerPass, m - m0));
+    const GemvKernelFn fn = KernelFor<kActsShared>(type, rows);
+    if (cudaError_t e = AllowLargeSharedMemory(fn, smem_per_block_optin); e != cudaSuccess) {
+      return e;
+    }
+    const GemvActs acts{nullptr, nullptr, nullptr, x + m0 * k};
+    if (cudaError_t e = LaunchPass(fn, plan, GridFor(plan, sm_count, rows),
+                                   static_cast<size_t>(FusedActBytes(rows, nb)), wb, acts,
+                                   y + m0 * n, stream);
+        e != cudaSuccess) {
+      return e;
+    }
   }
   return cudaSuccess;
 }

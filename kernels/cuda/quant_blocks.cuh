@@ -105,6 +105,34 @@ __device__ __forceinline__ void DecodeBlockPadded(const uint8_t* p, int32_t (&wq
   }
 }
 
+// The activation side: one 32-element block of x quantized to 8 bits the way the reference's
+// QuantizeActivationQ8_0/Q8_1 do it, operation for operation (IEEE division, one rounding
+// multiply, round half to even, d and s rounded through fp16), so that every kernel that
+// quantizes activations (convert.cu, the fused GEMV in matmul_quant.cu) matches it bit for bit.
+struct Q8Scale {
+  float id;     // 127 / amax, or 0 for an all-zero block
+  float scale;  // amax / 127, before rounding to fp16
+};
+
+__device__ __forceinline__ Q8Scale Q8ScaleFor(float amax) {
+  return {amax != 0.0f ? 127.0f / amax : 0.0f, amax / 127.0f};
+}
+
+// |v * id| <= 127 after rounding, so the result fits int8.
+__device__ __forceinline__ int Q8Quantize(float v, const Q8Scale& s) {
+  return __float2int_rn(__fmul_rn(v, s.id));
+}
+
+// The block's d, rounded through fp16 and widened.
+__device__ __forceinline__ float Q8D(const Q8Scale& s) {
+  return __half2float(__float2half_rn(s.scale));
+}
+
+// Q8_1's s = d * sum(q) (with the unrounded d, as the reference), rounded through fp16.
+__device__ __forceinline__ float Q8S(int sum, const Q8Scale& s) {
+  return __half2float(__float2half_rn(__fmul_rn(static_cast<float>(sum), s.scale)));
+}
+
 }  // namespace anvil::cuda
 
 #endif  // ANVIL_KERNELS_CUDA_QUANT_BLOCKS_CUH_
