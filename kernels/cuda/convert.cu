@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/launch_matmul.h"
 #include "kernels/cuda/quant_blocks.cuh"
 
@@ -67,7 +68,7 @@ __global__ void QuantizeQ8Kernel(const float* __restrict__ x, int64_t total_bloc
   // The quantized GEMV launched next (programmatic dependent launch) may start now and fetch
   // its first weights; it waits for this grid to finish before it reads q, d and s.
   asm volatile("griddepcontrol.launch_dependents;");
-  // This kernel is launched the same way (LaunchQuantize): it may be resident while the kernel
+  // This kernel is launched the same way (LaunchDependent): it may be resident while the kernel
   // before it (which may have written x, and may still read q) finishes; wait for that here.
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
@@ -188,23 +189,6 @@ cudaError_t QuantizeGrid(int64_t m, int64_t k, int64_t* total_blocks, int* ctas)
   return cudaSuccess;
 }
 
-// With programmatic dependent launch: the CTAs may become resident while the GEMV before them
-// drains (it lets its dependents launch early), which hides this launch's latency.
-template <bool kRoundTripF16>
-cudaError_t LaunchQuantize(int ctas, cudaStream_t stream, const float* x, int64_t total, int8_t* q,
-                           float* d, float* s, __half* out) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(ctas);
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, QuantizeQ8Kernel<kRoundTripF16>, x, total, q, d, s, out);
-}
-
 }  // namespace
 
 cudaError_t LaunchQuantizeActivationsQ8(const float* x, int64_t m, int64_t k, int8_t* q, float* d,
@@ -213,7 +197,9 @@ cudaError_t LaunchQuantizeActivationsQ8(const float* x, int64_t m, int64_t k, in
   int ctas = 0;
   if (cudaError_t e = QuantizeGrid(m, k, &total, &ctas); e != cudaSuccess) return e;
   if (total == 0) return cudaSuccess;
-  return LaunchQuantize<false>(ctas, stream, x, total, q, d, s, nullptr);
+  // A dependent launch: the CTAs may become resident while the GEMV before them drains.
+  return LaunchDependent(QuantizeQ8Kernel<false>, ctas, kThreads, 0, stream, x, total, q, d, s,
+                         static_cast<__half*>(nullptr));
 }
 
 cudaError_t LaunchQuantizeRoundTripF16(const float* x, int64_t m, int64_t k, void* out,
@@ -222,8 +208,9 @@ cudaError_t LaunchQuantizeRoundTripF16(const float* x, int64_t m, int64_t k, voi
   int ctas = 0;
   if (cudaError_t e = QuantizeGrid(m, k, &total, &ctas); e != cudaSuccess) return e;
   if (total == 0) return cudaSuccess;
-  return LaunchQuantize<true>(ctas, stream, x, total, nullptr, nullptr, nullptr,
-                              static_cast<__half*>(out));
+  return LaunchDependent(QuantizeQ8Kernel<true>, ctas, kThreads, 0, stream, x, total,
+                         static_cast<int8_t*>(nullptr), static_cast<float*>(nullptr),
+                         static_cast<float*>(nullptr), static_cast<__half*>(out));
 }
 
 cudaError_t LaunchDequantizeToF16(QuantType type, const void* w, int64_t rows, int64_t k, void* out,

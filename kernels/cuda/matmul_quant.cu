@@ -37,15 +37,17 @@
 #include <set>
 #include <utility>
 
+#include "kernels/cuda/dependent_launch.cuh"
+#include "kernels/cuda/gemv_acts.cuh"
 #include "kernels/cuda/launch_matmul.h"
 #include "kernels/cuda/quant_blocks.cuh"
 
 namespace anvil::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = gemv::kThreads;
 constexpr int kWarps = kThreads / 32;
-constexpr int kTileBytes = 16384;  // one shared-memory buffer
+constexpr int kTileBytes = gemv::kTileBytes;  // one shared-memory buffer
 // Weight bytes per tile: the range starts at any 2-byte offset, which lands at tile offset
 // (address % 16) so that 16-byte chunks stay aligned; 16 bytes of slack cover that.
 constexpr int kTileDataBytes = kTileBytes - 16;
@@ -139,125 +141,6 @@ __device__ __forceinline__ const uint8_t* TileSource(const uint8_t* w, const Til
   *len = *rows_here * *cb * kBB;
   return w + (t.group * p.rows_per_cta * p.nb + static_cast<int64_t>(t.chunk) * p.blocks_per_chunk) *
                  kBB;
-}
-
-// The activations of one pass: quantized (xq [kM][nb*32] int8, xd and xs [kM][nb], from
-// LaunchQuantizeActivationsQ8) for the two-kernel path, or x [kM][nb*32] float (16-byte
-// aligned) for the fused one.
-struct GemvActs {
-  const int8_t* xq;
-  const float* xd;
-  const float* xs;
-  const float* x;
-};
-
-// Bytes of the fused kernel's dynamic shared memory for `rows` activation rows of nb blocks:
-// the quant halves (32 bytes a block), then d and s (4 bytes each a block).
-constexpr int64_t FusedActBytes(int64_t rows, int64_t nb) { return rows * nb * 40; }
-
-// The fused kernel's quantization of x [kM][nb*32] into shared memory `s`: quant bytes 0-15 of
-// block j (j = row * nb + block) at s + 16j, bytes 16-31 at s + 16 (kM*nb + j); then d [kM*nb]
-// and s [kM*nb] floats. Eight lanes per block, four elements each (one 16-byte load); the
-// block's max and sum are reduced over its eight lanes (max and integer sums: any order gives
-// the same result as convert.cu's warp-per-block kernel).
-// Only blocks [begin, end) are quantized, read from `x` (shared memory) holding block begin
-// onwards.
-template <int kM>
-__device__ __forceinline__ void QuantizeToShared(const float* x, int nb, int begin, int end,
-                                                 uint8_t* s) {
-  const int tid = static_cast<int>(threadIdx.x);
-  const int g = tid & 7;  // this lane's elements: 4g .. 4g + 3 of the block
-  const int total = kM * nb;
-  auto* sd = reinterpret_cast<float*>(s + static_cast<size_t>(total) * 32);
-  float* ss = sd + total;
-  // The loop bound is uniform across each warp (the shuffles need all 32 lanes).
-  for (int base = begin + (tid >> 5) * 4; base < end; base += kThreads / 8) {
-    const int blk = base + ((tid & 31) >> 3);
-    const bool active = blk < end;
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (active) v = *reinterpret_cast<const float4*>(x + (blk - begin) * 32 + 4 * g);
-    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-    for (int off = 4; off > 0; off >>= 1) {
-      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    }
-    const Q8Scale sc = Q8ScaleFor(amax);
-    const int q0 = Q8Quantize(v.x, sc), q1 = Q8Quantize(v.y, sc);
-    const int q2 = Q8Quantize(v.z, sc), q3 = Q8Quantize(v.w, sc);
-    int sum = q0 + q1 + q2 + q3;
-#pragma unroll
-    for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    if (active) {
-      const uint32_t packed = (static_cast<uint32_t>(q0) & 0xFFu) |
-                              ((static_cast<uint32_t>(q1) & 0xFFu) << 8) |
-                              ((static_cast<uint32_t>(q2) & 0xFFu) << 16) |
-                              (static_cast<uint32_t>(q3) << 24);
-      const int64_t off = g < 4 ? static_cast<int64_t>(blk) * 16 + 4 * g
-                                : static_cast<int64_t>(total + blk) * 16 + 4 * (g - 4);
-      *reinterpret_cast<uint32_t*>(s + off) = packed;
-      if (g == 0) {
-        sd[blk] = Q8D(sc);
-        ss[blk] = Q8S(sum, sc);
-      }
-    }
-  }
-}
-
-// 16 bytes global -> shared without passing through registers (cp.async, sm_80+).
-__device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem) {
-  const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem) : "memory");
-}
-
-__device__ __forceinline__ void WaitCopiesAsync() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-  asm volatile("cp.async.wait_group 0;" ::: "memory");
-}
-
-// The fused kernel's activations: x [kM][nb*32] float (16-byte aligned) is staged through
-// `stage` (the two weight-tile buffers, free until the first tile is stored: 32 KB) with
-// asynchronous copies, all of a chunk in flight at once, then quantized from shared memory
-// into `s`. A long x takes a few chunks; quantizing straight from global memory waited for
-// one load's latency per 32 blocks per warp, which made long rows slower than two kernels.
-template <int kM>
-__device__ __forceinline__ void StageAndQuantize(const float* __restrict__ x, int nb,
-                                                 uint8_t* stage, uint8_t* s) {
-  constexpr int kStageBlocks = 2 * kTileBytes / 128;  // 32 floats = 128 bytes a block
-  const int total = kM * nb;
-  const int tid = static_cast<int>(threadIdx.x);
-  auto* staged = reinterpret_cast<float*>(stage);
-  for (int b0 = 0; b0 < total; b0 += kStageBlocks) {
-    const int b1 = min(total, b0 + kStageBlocks);
-    const int chunks = (b1 - b0) * 8;  // 16-byte pieces
-    const float* src = x + static_cast<int64_t>(b0) * 32;
-    for (int c = tid; c < chunks; c += kThreads) CopyAsync16(staged + 4 * c, src + 4 * c);
-    WaitCopiesAsync();
-    __syncthreads();
-    QuantizeToShared<kM>(staged, nb, b0, b1, s);
-    __syncthreads();  // the stage is read before the next chunk (or the first tile) lands
-  }
-}
-
-// Activation block xb of row i: its 32 quant bytes (elements 0-15 in lo, 16-31 in hi), d, and
-// s when kWantS (Q4_1's minimum term; 0 otherwise).
-template <int kM, bool kFused, bool kWantS>
-__device__ __forceinline__ void LoadActBlock(const GemvActs& a, const uint8_t* act_smem, int nb,
-                                             int i, int64_t xb, int4& lo, int4& hi, float& d,
-                                             float& s) {
-  if constexpr (kFused) {
-    const int64_t j = static_cast<int64_t>(i) * nb + xb;
-    lo = *reinterpret_cast<const int4*>(act_smem + j * 16);
-    hi = *reinterpret_cast<const int4*>(act_smem + (static_cast<int64_t>(kM) * nb + j) * 16);
-    const auto* sd = reinterpret_cast<const float*>(act_smem + static_cast<int64_t>(kM) * nb * 32);
-    d = sd[j];
-    s = kWantS ? sd[static_cast<int64_t>(kM) * nb + j] : 0.0f;
-  } else {
-    const auto* xp = reinterpret_cast<const int4*>(a.xq + (static_cast<int64_t>(i) * nb + xb) * 32);
-    lo = __ldg(xp);
-    hi = __ldg(xp + 1);
-    d = __ldg(a.xd + static_cast<int64_t>(i) * nb + xb);
-    s = kWantS ? __ldg(a.xs + static_cast<int64_t>(i) * nb + xb) : 0.0f;
-  }
 }
 
 // How the kernel gets its activations: kActsGlobal from LaunchQuantizeActivationsQ8's buffers,
@@ -470,17 +353,7 @@ cudaError_t AllowLargeSharedMemory(GemvKernelFn fn, int smem_per_block_optin) {
 
 cudaError_t LaunchPass(GemvKernelFn fn, const TilePlan& p, unsigned ctas, size_t dynamic_smem,
                        const uint8_t* w, const GemvActs& acts, float* y, cudaStream_t stream) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(ctas);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = dynamic_smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, fn, w, p, acts, y);
+  return LaunchDependent(fn, ctas, kThreads, dynamic_smem, stream, w, p, acts, y);
 }
 
 // Checks shared by both launchers; fills nb and the tile plan.
