@@ -189,6 +189,7 @@ void QuantGemv(benchmark::State& state, DType type, int64_t m, int64_t n, int64_
   // kCalls products per timed iteration, back to back as a decode step issues them: the GPU's
   // queue stays ahead of the host, so the time is the kernels' and not one launch's latency.
   constexpr int kCalls = 16;
+  const Acts before = g_ctx->gemv_activations();
   g_ctx->set_gemv_activations(acts);
   const double t = TimeLoop(state, [&](int64_t i) {
     for (int c = 0; c < kCalls; ++c) {
@@ -197,7 +198,7 @@ void QuantGemv(benchmark::State& state, DType type, int64_t m, int64_t n, int64_
     }
     return absl::OkStatus();
   });
-  g_ctx->set_gemv_activations(Acts::kAuto);
+  g_ctx->set_gemv_activations(before);
   if (t <= 0.0) return;
   const double calls = static_cast<double>(state.iterations()) * kCalls;
   const double gbps = static_cast<double>(matrix_bytes) * calls / t * 1e-9;

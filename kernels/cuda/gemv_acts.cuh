@@ -32,13 +32,12 @@ struct GemvActs {
 // the quant halves (32 bytes a block), then d and s (4 bytes each a block).
 constexpr int64_t FusedActBytes(int64_t rows, int64_t nb) { return rows * nb * 40; }
 
-// The fused kernel's quantization of x [kM][nb*32] into shared memory `s`: quant bytes 0-15 of
-// block j (j = row * nb + block) at s + 16j, bytes 16-31 at s + 16 (kM*nb + j); then d [kM*nb]
-// and s [kM*nb] floats. Eight lanes per block, four elements each (one 16-byte load); the
-// block's max and sum are reduced over its eight lanes (max and integer sums: any order gives
-// the same result as convert.cu's warp-per-block kernel).
-// Only blocks [begin, end) are quantized, read from `x` (shared memory) holding block begin
-// onwards.
+// The fused kernel's quantization of blocks [begin, end) of the pass's activations into shared
+// memory `s`, reading them from `x` (the staged copy in shared memory, starting at block
+// begin). Block j (j = row * nb + block) goes to: quant bytes 0-15 at s + 16j, bytes 16-31 at
+// s + 16 (kM*nb + j), then d [kM*nb] and s [kM*nb] floats. Eight lanes per block, four elements
+// each (one 16-byte load); the block's max and sum are reduced over its eight lanes (max and
+// integer sums: any order gives the same result as convert.cu's warp-per-block kernel).
 template <int kM>
 __device__ __forceinline__ void QuantizeToShared(const float* x, int nb, int begin, int end,
                                                  uint8_t* s) {

@@ -211,7 +211,8 @@ __global__ void __launch_bounds__(kThreads, CtasPerSm(kM))
         for (int i = 0; i < kM; ++i) {
           int4 lo, hi;
           float dx, sx;
-          LoadActBlock<kM, kActs != kActsGlobal, T == QuantType::kQ4_1>(acts, act_smem, p.nb, i, xb, lo, hi, dx, sx);
+          LoadActBlock<kM, kActs != kActsGlobal, T == QuantType::kQ4_1>(acts, act_smem, p.nb, i,
+                                                                        xb, lo, hi, dx, sx);
           const int sumi = BlockDot(wq, lo, hi);
           acc[i] = fmaf(dw * dx, static_cast<float>(sumi), acc[i]);
           if constexpr (T == QuantType::kQ4_1) acc[i] = fmaf(mw, sx, acc[i]);
@@ -351,11 +352,6 @@ cudaError_t AllowLargeSharedMemory(GemvKernelFn fn, int smem_per_block_optin) {
   return cudaSuccess;
 }
 
-cudaError_t LaunchPass(GemvKernelFn fn, const TilePlan& p, unsigned ctas, size_t dynamic_smem,
-                       const uint8_t* w, const GemvActs& acts, float* y, cudaStream_t stream) {
-  return LaunchDependent(fn, ctas, kThreads, dynamic_smem, stream, w, p, acts, y);
-}
-
 // Checks shared by both launchers; fills nb and the tile plan.
 cudaError_t PlanGemv(QuantType type, int64_t m, int64_t n, int64_t k, int sm_count, int* nb,
                      TilePlan* plan) {
@@ -388,9 +384,9 @@ cudaError_t LaunchGemvQuant(QuantType type, const void* w, int64_t n, int64_t k,
     const int rows = static_cast<int>(std::min<int64_t>(kGemvMaxRowsPerPass, m - m0));
     const GemvActs acts{xq + m0 * k, xd + m0 * nb, xs != nullptr ? xs + m0 * nb : nullptr,
                         nullptr};
-    if (cudaError_t e = LaunchPass(KernelFor<kActsGlobal>(type, rows), plan,
-                                   GridFor(plan, sm_count, rows),
-                                   0, wb, acts, y + m0 * n, stream);
+    if (cudaError_t e = LaunchDependent(KernelFor<kActsGlobal>(type, rows),
+                                        GridFor(plan, sm_count, rows), kThreads, 0, stream, wb,
+                                        plan, acts, y + m0 * n);
         e != cudaSuccess) {
       return e;
     }
@@ -427,9 +423,9 @@ cudaError_t LaunchGemvQuantFused(QuantType type, const void* w, int64_t n, int64
       return e;
     }
     const GemvActs acts{nullptr, nullptr, nullptr, x + m0 * k};
-    if (cudaError_t e = LaunchPass(fn, plan, GridFor(plan, sm_count, rows),
-                                   static_cast<size_t>(FusedActBytes(rows, nb)), wb, acts,
-                                   y + m0 * n, stream);
+    if (cudaError_t e = LaunchDependent(fn, GridFor(plan, sm_count, rows), kThreads,
+                                        static_cast<size_t>(FusedActBytes(rows, nb)), stream, wb,
+                                        plan, acts, y + m0 * n);
         e != cudaSuccess) {
       return e;
     }

@@ -72,10 +72,11 @@ absl::StatusOr<std::vector<float>> RunMatMul(DType type, const std::vector<uint8
   ANVIL_ASSIGN_OR_RETURN(auto xd, Upload(x_host.data(), x_host.size() * 4));
   std::vector<float> y(m * n, std::numeric_limits<float>::quiet_NaN());
   ANVIL_ASSIGN_OR_RETURN(auto yd, Upload(y.data(), y.size() * 4));
+  const Acts before = Device()->gemv_activations();
   Device()->set_gemv_activations(acts);
   const absl::Status s =
       MatMul(Cuda(), {type, wd.data(), xd.as<float>() + x_offset, yd.as<float>(), m, n, k});
-  Device()->set_gemv_activations(Acts::kAuto);
+  Device()->set_gemv_activations(before);
   ANVIL_RETURN_IF_ERROR(s);
   ANVIL_RETURN_IF_ERROR(Device()->Synchronize());
   ANVIL_RETURN_IF_ERROR(yd.CopyToHost(y.data(), y.size() * 4));
@@ -170,6 +171,7 @@ TEST_P(CudaGemvFusedTest, ChainedProducts) {
     for (int path = 0; path < 2; ++path) {
       ANVIL_ASSERT_OK_AND_ASSIGN(auto a, Upload(x0.data(), x0.size() * 4));
       ANVIL_ASSERT_OK_AND_ASSIGN(auto b, Upload(x0.data(), x0.size() * 4));
+      const Acts before = Device()->gemv_activations();
       Device()->set_gemv_activations(paths[path]);
       absl::Status s;
       for (int l = 0; l < kLayers && s.ok(); ++l) {
@@ -177,7 +179,7 @@ TEST_P(CudaGemvFusedTest, ChainedProducts) {
         float* y = (l % 2 == 0 ? b : a).as<float>();
         s = MatMul(Cuda(), {GetParam(), ws[l].data(), x, y, 2, d, d});
       }
-      Device()->set_gemv_activations(Acts::kAuto);
+      Device()->set_gemv_activations(before);
       ASSERT_THAT(s, IsOk());
       ASSERT_THAT(Device()->Synchronize(), IsOk());
       results[path].resize(2 * d);
