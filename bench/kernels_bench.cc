@@ -100,6 +100,42 @@ void BenchAttention(benchmark::State& state, int64_t t, int64_t past, int thread
   }
 }
 
+// The decode attention of one batched-decode step as the server runs it: `caches` distinct
+// sequence-layer KV caches of `keys` positions (16 sequences x 30 layers of SmolLM2 = 480) in
+// 16-row blocks dealt out of order over a pool, one serial call per cache; transposed: the
+// blocks keep their keys in lanes (AttentionArgs::blocks_transposed). caches == 1 repeats one
+// cache (cache-hot) for comparison.
+void BenchAttentionDecodeStep(benchmark::State& state, int64_t caches, int64_t keys,
+                              bool transposed) {
+  const int64_t h = 9, h_kv = 3, d = 64, row = h_kv * d, bt = 16;
+  const int64_t per_cache = (keys + bt - 1) / bt, blocks = caches * per_cache;
+  const std::vector<float> q = testing::RandomFloats(h * d, 1);
+  const std::vector<float> k = testing::RandomFloats(blocks * bt * row, 2);
+  const std::vector<float> v = testing::RandomFloats(blocks * bt * row, 3);
+  std::vector<const float*> kb(blocks), vb(blocks);
+  for (int64_t b = 0; b < blocks; ++b) {  // cache c's block j at pool slot (j * caches + c)
+    const int64_t slot = (b % per_cache) * caches + b / per_cache;
+    kb[b] = k.data() + slot * bt * row;
+    vb[b] = v.data() + slot * bt * row;
+  }
+  std::vector<float> out(h * d);
+  const ExecContext serial{Backend::kCpu, nullptr};
+  const int64_t calls = 480;
+  for (auto _ : state) {
+    for (int64_t c = 0; c < calls; ++c) {
+      AttentionArgs a{q.data(), nullptr, nullptr, out.data(), 1, keys - 1, h, h_kv, d, 0.125f};
+      a.k_blocks = kb.data() + (c % caches) * per_cache;
+      a.v_blocks = vb.data() + (c % caches) * per_cache;
+      a.block_rows = bt;
+      a.blocks_transposed = transposed;
+      if (!Attention(serial, a).ok()) state.SkipWithError("attention failed");
+    }
+  }
+  state.counters["us_per_call"] = benchmark::Counter(
+      static_cast<double>(calls), benchmark::Counter::kIsIterationInvariantRate |
+                                      benchmark::Counter::kInvert);
+}
+
 void RegisterAll() {
   benchmark::RegisterBenchmark("MemReadBandwidth/threads:1", MemReadBandwidth)
       ->Arg(1)
@@ -133,6 +169,16 @@ void RegisterAll() {
     benchmark::RegisterBenchmark(absl::StrCat("Attention/T:1/past:2047/threads:", threads).c_str(),
                                  BenchAttention, 1, 2047, threads)
         ->UseRealTime();
+  }
+  for (int64_t caches : {1, 480}) {
+    for (bool transposed : {false, true}) {
+      benchmark::RegisterBenchmark(
+          absl::StrCat("AttentionDecodeStep/caches:", caches, "/keys:100",
+                       transposed ? "/transposed" : "/rows")
+              .c_str(),
+          BenchAttentionDecodeStep, caches, 100, transposed)
+          ->UseRealTime();
+    }
   }
 }
 

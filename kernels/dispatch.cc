@@ -156,6 +156,9 @@ absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args) {
     return absl::InvalidArgumentError(
         "attention: paged K/V needs both k_blocks and v_blocks and block_rows > 0");
   }
+  if (args.blocks_transposed && args.k_blocks == nullptr) {
+    return absl::InvalidArgumentError("attention: blocks_transposed without k_blocks/v_blocks");
+  }
   if (args.k_blocks != nullptr && !OnHost(ctx)) {
     return absl::UnimplementedError("attention: paged K/V is implemented on the host only");
   }
@@ -163,6 +166,11 @@ absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args) {
       "attention", ctx, [&] { reference::Attention(args); },
       [&](ThreadPool* pool) { return cpu::Attention(pool, args); },
       ANVIL_ON_GPU(Attention(gpu, args)));
+}
+
+bool TransposedKvBlocksAreFast(const ExecContext& ctx, int64_t d, int64_t block_rows) {
+  return ctx.backend == Backend::kCpu && cpu::Supported() &&
+         cpu::AttentionReadsTransposedBlocks(d, block_rows);
 }
 
 absl::Status SwiGlu(const ExecContext& ctx, const SwiGluArgs& args) {

@@ -54,15 +54,30 @@ struct AttentionArgs {
   const float* const* k_blocks = nullptr;
   const float* const* v_blocks = nullptr;
   int64_t block_rows = 0;
+  // Paged blocks with their keys in lanes: a block is [Hkv][D][block_rows], element (s, hk, i)
+  // at blocks[s / block_rows][(hk * D + i) * block_rows + s % block_rows]. Same results.
+  bool blocks_transposed = false;
 };
 absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args);
 
-// Row s of an attention cache (K: k / k_blocks, V: v / v_blocks), kv head hk.
+// Whether `ctx`'s Attention has a kernel that reads transposed blocks (blocks_transposed) in
+// place for head dim D and block_rows; otherwise it gathers them into rows first (slower than
+// row blocks). The server's KV pool picks its layout by this.
+bool TransposedKvBlocksAreFast(const ExecContext& ctx, int64_t d, int64_t block_rows);
+
+// Row s of an attention cache (K: k / k_blocks, V: v / v_blocks), kv head hk; row blocks only.
 inline const float* CacheRow(const AttentionArgs& a, const float* flat, const float* const* blocks,
                              int64_t s, int64_t hk) {
   const int64_t row = a.h_kv * a.d;
   if (blocks == nullptr) return flat + s * row + hk * a.d;
   return blocks[s / a.block_rows] + (s % a.block_rows) * row + hk * a.d;
+}
+
+// Element i of row s of an attention cache, kv head hk, in any layout.
+inline float CacheAt(const AttentionArgs& a, const float* flat, const float* const* blocks,
+                     int64_t s, int64_t hk, int64_t i) {
+  if (blocks == nullptr || !a.blocks_transposed) return CacheRow(a, flat, blocks, s, hk)[i];
+  return blocks[s / a.block_rows][(hk * a.d + i) * a.block_rows + s % a.block_rows];
 }
 
 // out = silu(gate) * up, elementwise.

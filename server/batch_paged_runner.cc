@@ -23,6 +23,7 @@ PagedRunner::PagedRunner(const LlamaModel& model, const PagedRunnerOptions& opti
   exec_.backend = Backend::kCpu;
   exec_.pool = threads_.get();
   const LlamaConfig& c = model.config();
+  transposed_ = TransposedKvBlocksAreFast(exec_, c.head_dim, options.block_tokens);
   const size_t t = static_cast<size_t>(options.max_step_tokens);
   x_.resize(t * c.n_embd);
   h_.resize(t * c.n_embd);
@@ -99,6 +100,27 @@ void PagedRunner::RegisterPromptBlocks(SeqKv& kv) {
     pool_.Register(kv.blocks[static_cast<size_t>(kv.registered)], kv.chain, toks);
     kv.chain = KvPool::ChainHash(kv.chain, toks);
     ++kv.registered;
+  }
+}
+
+void PagedRunner::StoreKv(const SeqKv& kv, int64_t layer, int64_t row0, int64_t n) {
+  const int64_t bt = pool_.block_tokens(), kvd = model_.config().kv_dim();
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t p = kv.past + j, r = p % bt;
+    const int32_t b = kv.blocks[static_cast<size_t>(p / bt)];
+    const float* ks = k_.data() + (row0 + j) * kvd;
+    const float* vs = v_.data() + (row0 + j) * kvd;
+    if (transposed_) {  // element e = hk * D + i of the row goes to [e][r]
+      float* kd = pool_.k(layer, b) + r;
+      float* vd = pool_.v(layer, b) + r;
+      for (int64_t e = 0; e < kvd; ++e) {
+        kd[e * bt] = ks[e];
+        vd[e * bt] = vs[e];
+      }
+    } else {
+      std::memcpy(pool_.k(layer, b) + r * kvd, ks, sizeof(float) * kvd);
+      std::memcpy(pool_.v(layer, b) + r * kvd, vs, sizeof(float) * kvd);
+    }
   }
 }
 
@@ -206,30 +228,25 @@ absl::Status PagedRunner::Forward(absl::Span<const StepItem> items, float* logit
         Rope(ex, {q_.data(), pos_.data(), t, H, D, c.n_rot, c.rope_freq_base, c.rope_neox}));
     ANVIL_RETURN_IF_ERROR(
         Rope(ex, {k_.data(), pos_.data(), t, Hkv, D, c.n_rot, c.rope_freq_base, c.rope_neox}));
-    // K/V rows into each sequence's blocks.
-    for (size_t i = 0; i < items.size(); ++i) {
-      const SeqKv& kv = *kvs[i];
-      const int64_t n = static_cast<int64_t>(items[i].tokens.size());
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t p = kv.past + j;
-        const int32_t b = kv.blocks[static_cast<size_t>(p / bt)];
-        const int64_t src = (row0[i] + j) * kvd, dst = (p % bt) * kvd;
-        std::memcpy(pool_.k(l, b) + dst, k_.data() + src, sizeof(float) * kvd);
-        std::memcpy(pool_.v(l, b) + dst, v_.data() + src, sizeof(float) * kvd);
-      }
-    }
     // Attention per sequence over its own keys (at the last layer only where logits are due).
     // With at least as many sequences as threads, whole sequences are dealt to the threads (one
     // pool wake-up per layer instead of one per sequence); otherwise each sequence's heads are
     // spread over the pool. The kernel's results do not depend on its thread count.
+    // Each sequence's new K/V rows go into its blocks just before its attention reads them (on
+    // the same thread, so the blocks' lines are fetched once).
     std::vector<size_t> att;
     for (size_t i = 0; i < items.size(); ++i) {
-      if (!last || items[i].want_logits) att.push_back(i);
+      if (!last || items[i].want_logits) {
+        att.push_back(i);
+      } else {
+        StoreKv(*kvs[i], l, row0[i], static_cast<int64_t>(items[i].tokens.size()));
+      }
     }
     const int nt = threads_->num_threads();
     auto attend = [&](size_t i, int thread, const ExecContext& e) -> absl::Status {
       const SeqKv& kv = *kvs[i];
       const int64_t n = static_cast<int64_t>(items[i].tokens.size());
+      StoreKv(kv, l, row0[i], n);
       // The attention reads the sequence's blocks in place.
       std::vector<const float*>& kb = kblocks_[static_cast<size_t>(thread)];
       std::vector<const float*>& vb = vblocks_[static_cast<size_t>(thread)];
@@ -239,6 +256,7 @@ absl::Status PagedRunner::Forward(absl::Span<const StepItem> items, float* logit
       args.k_blocks = kb.data();
       args.v_blocks = vb.data();
       args.block_rows = bt;
+      args.blocks_transposed = transposed_;
       return Attention(e, args);
     };
     if (static_cast<int64_t>(att.size()) >= nt && nt > 1) {

@@ -68,6 +68,9 @@ class PagedRunner final : public BatchRunner {
   absl::Status ApplyLora(absl::Span<const Segment> segs, int64_t layer, LoraModule module,
                          const float* x, int64_t in, float* y, int64_t out);
   absl::Status MatMulRows(const WeightMatrix& m, const float* in, float* out, int64_t rows);
+  // Rows [row0, row0 + n) of this step's k_/v_ (the sequence's new positions from kv.past on)
+  // into its blocks of `layer`.
+  void StoreKv(const SeqKv& kv, int64_t layer, int64_t row0, int64_t n);
   // The blocks holding positions [0, n) of `kv` in `layer`, for a paged Attention call.
   void BlockTable(const SeqKv& kv, int64_t layer, int64_t n, std::vector<const float*>* k,
                   std::vector<const float*>* v);
@@ -78,6 +81,9 @@ class PagedRunner final : public BatchRunner {
   std::unique_ptr<ThreadPool> threads_;
   ExecContext exec_;
   KvPool pool_;
+  // The blocks keep their keys in lanes ([Hkv][D][block_tokens], AttentionArgs::
+  // blocks_transposed) where the attention kernel reads that layout in place.
+  bool transposed_ = false;
   int64_t reserved_total_ = 0;  // sum of SeqKv::reserved
   absl::flat_hash_map<int64_t, SeqKv> seqs_;
   // Scratch for one step of up to max_step_tokens rows.

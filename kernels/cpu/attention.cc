@@ -18,8 +18,10 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cpu/attention_lanes.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ggml_order_avx2.h"
+#include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
 
 namespace anvil::cpu {
@@ -242,10 +244,68 @@ void Head(const AttentionArgs& a, int64_t t, int64_t h, const float* vt, int64_t
   for (int64_t i = 0; i < a.d; ++i) out[i] = GemmOrderF32(vh + i * stride, e, n);
 }
 
+// Transposed blocks (keys in lanes) read in place by the AVX-512 kernels: one work item per
+// (query t, kv head), whose query heads share each load of V.
+void LaneAttention(ThreadPool* pool, const AttentionArgs& a) {
+  const int64_t group = a.h / a.h_kv;
+  const int64_t stride = (a.past + a.t + 15) / 16 * 16;
+  const int threads = pool != nullptr ? pool->num_threads() : 1;
+  const int64_t items = a.t * a.h_kv;
+  const int64_t slots = std::min<int64_t>(threads, items);
+  std::vector<float> scratch(slots * group * stride);  // [slot][group][stride] probabilities
+  ParallelFor(pool, slots, 1, [&](int64_t w0, int64_t w1, int) {
+    for (int64_t w = w0; w < w1; ++w) {
+      float* p = scratch.data() + w * group * stride;
+      for (int64_t item = w; item < items; item += slots) {
+        const int64_t t = item / a.h_kv, hk = item % a.h_kv, n = a.past + t + 1;
+        for (int64_t g = 0; g < group; ++g) {
+          float* e = p + g * stride;
+          const float* q = a.q + (t * a.h + hk * group + g) * a.d;
+          const float mx = LaneScoresAvx512(q, a.k_blocks, hk, a.d, n, a.scale, e);
+          const float inv = static_cast<float>(1.0 / ExpAndSum(e, n, mx));
+          for (int64_t s = 0; s < n; ++s) e[s] *= inv;
+        }
+        LaneWeightedSumAvx512(p, stride, static_cast<int>(group), a.v_blocks, hk, a.d, n,
+                              /*vec_dot_order=*/a.t == 1, a.out + (t * a.h + hk * group) * a.d,
+                              a.d);
+      }
+    }
+  });
+}
+
 }  // namespace
+
+bool AttentionReadsTransposedBlocks(int64_t d, int64_t block_rows) {
+  return d % 64 == 0 && block_rows == kLaneBlockKeys && HasAvx512Vnni();
+}
 
 absl::Status Attention(ThreadPool* pool, const AttentionArgs& a) {
   if (a.t <= 0 || a.h <= 0) return absl::OkStatus();
+  if (a.k_blocks != nullptr && a.blocks_transposed) {
+    if (AttentionReadsTransposedBlocks(a.d, a.block_rows)) {
+      LaneAttention(pool, a);
+      return absl::OkStatus();
+    }
+    // No lane kernel for this shape or CPU: the rows gathered into a flat cache first.
+    const int64_t keys = a.past + a.t, row = a.h_kv * a.d;
+    thread_local std::vector<float> k, v;
+    k.resize(static_cast<size_t>(keys * row));
+    v.resize(k.size());
+    for (int64_t s = 0; s < keys; ++s) {
+      for (int64_t hk = 0; hk < a.h_kv; ++hk) {
+        for (int64_t i = 0; i < a.d; ++i) {
+          k[s * row + hk * a.d + i] = CacheAt(a, nullptr, a.k_blocks, s, hk, i);
+          v[s * row + hk * a.d + i] = CacheAt(a, nullptr, a.v_blocks, s, hk, i);
+        }
+      }
+    }
+    AttentionArgs flat = a;
+    flat.k = k.data();
+    flat.v = v.data();
+    flat.k_blocks = flat.v_blocks = nullptr;
+    flat.blocks_transposed = false;
+    return Attention(pool, flat);
+  }
   const int64_t keys = a.past + a.t;
   const int64_t stride = (keys + 15) / 16 * 16;
   // Prefill: V transposed per kv head, so that P*V reads keys contiguously. Only keys

@@ -24,6 +24,9 @@ absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls);
 absl::Status RmsNorm(ThreadPool* pool, const RmsNormArgs& args);
 absl::Status Rope(ThreadPool* pool, const RopeArgs& args);
 absl::Status Attention(ThreadPool* pool, const AttentionArgs& args);
+// Whether Attention reads blocks_transposed caches in place (AVX-512, D % 64 == 0, 16-row
+// blocks); it gathers them into rows otherwise.
+bool AttentionReadsTransposedBlocks(int64_t d, int64_t block_rows);
 absl::Status SwiGlu(ThreadPool* pool, const SwiGluArgs& args);
 absl::Status AddInPlace(ThreadPool* pool, float* y, const float* x, int64_t n);
 absl::Status GetRows(ThreadPool* pool, const GetRowsArgs& args);

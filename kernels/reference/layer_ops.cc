@@ -105,6 +105,7 @@ ANVIL_FMA_CLONES void Attention(const AttentionArgs& a) {
   const auto kqv_order = a.t >= 2 ? GgmlF32Order::kGemm : GgmlF32Order::kVecDot;
   const int64_t n_blocks = (a.past + a.t + kGgmlLanes - 1) / kGgmlLanes;
   std::vector<float> e(static_cast<size_t>(n_blocks * kGgmlLanes)), v_col(e.size());
+  std::vector<float> k_row(static_cast<size_t>(a.d));
   for (int64_t t = 0; t < a.t; ++t) {
     const int64_t n_keys = a.past + t + 1;
     for (int64_t h = 0; h < a.h; ++h) {
@@ -112,8 +113,8 @@ ANVIL_FMA_CLONES void Attention(const AttentionArgs& a) {
       const float* q = a.q + (t * a.h + h) * a.d;
       float mx = -INFINITY;
       for (int64_t s = 0; s < n_keys; ++s) {
-        const float* k = CacheRow(a, a.k, a.k_blocks, s, hk);
-        e[s] = GgmlDotF32(q, k, a.d, GgmlF32Order::kVecDot) * a.scale;
+        for (int64_t i = 0; i < a.d; ++i) k_row[i] = CacheAt(a, a.k, a.k_blocks, s, hk, i);
+        e[s] = GgmlDotF32(q, k_row.data(), a.d, GgmlF32Order::kVecDot) * a.scale;
         mx = std::max(mx, e[s]);
       }
       double sum = 0.0;
@@ -128,7 +129,7 @@ ANVIL_FMA_CLONES void Attention(const AttentionArgs& a) {
       for (int64_t s = 0; s < n_keys; ++s) e[s] *= inv;
       float* out = a.out + (t * a.h + h) * a.d;
       for (int64_t i = 0; i < a.d; ++i) {
-        for (int64_t s = 0; s < n_keys; ++s) v_col[s] = CacheRow(a, a.v, a.v_blocks, s, hk)[i];
+        for (int64_t s = 0; s < n_keys; ++s) v_col[s] = CacheAt(a, a.v, a.v_blocks, s, hk, i);
         out[i] = GgmlDotF32(v_col.data(), e.data(), n_keys, kqv_order);
       }
     }

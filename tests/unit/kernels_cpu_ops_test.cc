@@ -171,22 +171,32 @@ TEST(CpuOps, AttentionBitIdentical) {
 // server's KV blocks are): reference and CPU read it in place with the flat cache's bits.
 TEST(CpuOps, PagedAttentionEqualsFlat) {
   SKIP_WITHOUT_AVX2();
-  for (const AttnCase& c : {AttnCase{1, 0, 9, 3, 64}, AttnCase{1, 77, 9, 3, 64},
-                            AttnCase{17, 30, 9, 3, 64}, AttnCase{5, 9, 6, 2, 20},
-                            AttnCase{33, 100, 3, 3, 136}}) {
+  // The lane kernel (transposed 16-row blocks, D % 64 == 0) for query groups of 1 to 8 heads,
+  // D of 64 and 128, partial and whole last blocks; the other shapes gather the rows first.
+  for (const AttnCase& c :
+       {AttnCase{1, 0, 9, 3, 64}, AttnCase{1, 77, 9, 3, 64}, AttnCase{17, 30, 9, 3, 64},
+        AttnCase{5, 9, 6, 2, 20}, AttnCase{33, 100, 3, 3, 136}, AttnCase{1, 200, 8, 1, 128},
+        AttnCase{3, 47, 4, 2, 64}, AttnCase{1, 15, 5, 5, 64}, AttnCase{2, 62, 10, 2, 64}}) {
     for (int64_t rows : {1, 5, 16}) {
+     for (bool transposed : {false, true}) {
       const int64_t s = c.past + c.t, row = c.h_kv * c.d, blocks = (s + rows - 1) / rows;
       const std::vector<float> q = RandomFloats(c.t * c.h * c.d, 21, -2.0f, 2.0f);
       const std::vector<float> k = RandomFloats(s * row, 22, -2.0f, 2.0f);
       const std::vector<float> v = RandomFloats(s * row, 23);
-      // Block j of the cache lives in pool slot blocks - 1 - j.
-      std::vector<float> kpool(blocks * rows * row, 0.0f), vpool(kpool.size(), 0.0f);
+      // Block j of the cache lives in pool slot blocks - 1 - j; the slots past the last row
+      // hold NaN (a reused block's stale or never-written rows must not leak in).
+      std::vector<float> kpool(blocks * rows * row, NAN), vpool(kpool.size(), NAN);
       std::vector<const float*> kb(blocks), vb(blocks);
       for (int64_t j = 0; j < blocks; ++j) {
         const int64_t slot = blocks - 1 - j;
-        const int64_t n = std::min(rows, s - j * rows) * row;
-        std::copy_n(k.begin() + j * rows * row, n, kpool.begin() + slot * rows * row);
-        std::copy_n(v.begin() + j * rows * row, n, vpool.begin() + slot * rows * row);
+        for (int64_t r = 0; r < std::min(rows, s - j * rows); ++r) {
+          for (int64_t e = 0; e < row; ++e) {
+            // Transposed: [Hkv][D][rows], element e = hk * D + i of the row.
+            const int64_t dst = slot * rows * row + (transposed ? e * rows + r : r * row + e);
+            kpool[dst] = k[(j * rows + r) * row + e];
+            vpool[dst] = v[(j * rows + r) * row + e];
+          }
+        }
         kb[j] = kpool.data() + slot * rows * row;
         vb[j] = vpool.data() + slot * rows * row;
       }
@@ -200,15 +210,22 @@ TEST(CpuOps, PagedAttentionEqualsFlat) {
       paged.k_blocks = kb.data();
       paged.v_blocks = vb.data();
       paged.block_rows = rows;
+      paged.blocks_transposed = transposed;
       paged.out = ref.data();
       reference::Attention(paged);
       ThreadPool pool(2);
       paged.out = got.data();
       ASSERT_THAT(Attention({Backend::kCpu, &pool, nullptr}, paged), IsOk());
       const std::string label = "T=" + std::to_string(c.t) + " past=" + std::to_string(c.past) +
-                                " D=" + std::to_string(c.d) + " rows=" + std::to_string(rows);
+                                " D=" + std::to_string(c.d) + " rows=" + std::to_string(rows) +
+                                (transposed ? " transposed" : "");
       EXPECT_TRUE(BitEqual(ref, want)) << label;
       EXPECT_TRUE(BitEqual(got, want)) << label;
+      // One sequence at a time, as the server runs decode (no pool).
+      std::fill(got.begin(), got.end(), 0.0f);
+      ASSERT_THAT(Attention({Backend::kCpu, nullptr, nullptr}, paged), IsOk());
+      EXPECT_TRUE(BitEqual(got, want)) << label << " serial";
+     }
     }
   }
   AttentionArgs bad{nullptr, nullptr, nullptr, nullptr, 1, 0, 1, 1, 8, 1.0f};
