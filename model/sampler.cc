@@ -58,6 +58,11 @@ int32_t Sampler::Argmax(const float* logits, int64_t n_vocab) {
 }
 
 int32_t Sampler::Sample(const float* logits, int64_t n_vocab) {
+  if (p_.temperature <= 0.0f && (p_.repeat_penalty == 1.0f || recent_.empty())) {
+    // Greedy with nothing to penalize: straight from the logits (building the candidate list
+    // would write 12 bytes per vocabulary entry for nothing).
+    return Argmax(logits, n_vocab);
+  }
   cand_.resize(static_cast<size_t>(n_vocab));
   for (int64_t i = 0; i < n_vocab; ++i) cand_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
 
