@@ -156,10 +156,17 @@ absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args) {
     return absl::InvalidArgumentError(
         "attention: paged K/V needs both k_blocks and v_blocks and block_rows > 0");
   }
-  if (args.blocks_transposed && args.k_blocks == nullptr) {
+  const bool half = args.k_blocks_f16 != nullptr || args.v_blocks_f16 != nullptr;
+  if (half && (args.k_blocks_f16 == nullptr || args.v_blocks_f16 == nullptr ||
+               args.k_blocks != nullptr || !args.blocks_transposed || args.block_rows <= 0)) {
+    return absl::InvalidArgumentError(
+        "attention: F16 blocks need both k_blocks_f16 and v_blocks_f16, no k_blocks, "
+        "blocks_transposed and block_rows > 0");
+  }
+  if (args.blocks_transposed && args.k_blocks == nullptr && !half) {
     return absl::InvalidArgumentError("attention: blocks_transposed without k_blocks/v_blocks");
   }
-  if (args.k_blocks != nullptr && !OnHost(ctx)) {
+  if ((args.k_blocks != nullptr || half) && !OnHost(ctx)) {
     return absl::UnimplementedError("attention: paged K/V is implemented on the host only");
   }
   return Route(

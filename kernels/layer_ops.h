@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/backend.h"
+#include "kernels/core/half.h"
 #include "kernels/dtype.h"
 
 namespace anvil {
@@ -57,6 +58,10 @@ struct AttentionArgs {
   // Paged blocks with their keys in lanes: a block is [Hkv][D][block_rows], element (s, hk, i)
   // at blocks[s / block_rows][(hk * D + i) * block_rows + s % block_rows]. Same results.
   bool blocks_transposed = false;
+  // Transposed paged blocks of IEEE halves (an F16 KV cache), set instead of k_blocks /
+  // v_blocks: each element is widened to float exactly, then everything is as above.
+  const uint16_t* const* k_blocks_f16 = nullptr;
+  const uint16_t* const* v_blocks_f16 = nullptr;
 };
 absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args);
 
@@ -73,11 +78,14 @@ inline const float* CacheRow(const AttentionArgs& a, const float* flat, const fl
   return blocks[s / a.block_rows] + (s % a.block_rows) * row + hk * a.d;
 }
 
-// Element i of row s of an attention cache, kv head hk, in any layout.
+// Element i of row s of an attention cache, kv head hk, in any layout (half: F16 blocks).
 inline float CacheAt(const AttentionArgs& a, const float* flat, const float* const* blocks,
-                     int64_t s, int64_t hk, int64_t i) {
-  if (blocks == nullptr || !a.blocks_transposed) return CacheRow(a, flat, blocks, s, hk)[i];
-  return blocks[s / a.block_rows][(hk * a.d + i) * a.block_rows + s % a.block_rows];
+                     const uint16_t* const* half, int64_t s, int64_t hk, int64_t i) {
+  if (half == nullptr && (blocks == nullptr || !a.blocks_transposed)) {
+    return CacheRow(a, flat, blocks, s, hk)[i];
+  }
+  const int64_t at = (hk * a.d + i) * a.block_rows + s % a.block_rows;
+  return half != nullptr ? HalfToFloat(half[s / a.block_rows][at]) : blocks[s / a.block_rows][at];
 }
 
 // out = silu(gate) * up, elementwise.

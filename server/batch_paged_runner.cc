@@ -19,11 +19,12 @@ PagedRunner::PagedRunner(const LlamaModel& model, const PagedRunnerOptions& opti
       options_(options),
       threads_(std::make_unique<ThreadPool>(options.threads)),
       pool_(model.config().n_layer, model.config().kv_dim(), options.block_tokens,
-            options.n_blocks) {
+            options.n_blocks, options.kv_type == DType::kF16 ? 2 : 4) {
   exec_.backend = Backend::kCpu;
   exec_.pool = threads_.get();
   const LlamaConfig& c = model.config();
-  transposed_ = TransposedKvBlocksAreFast(exec_, c.head_dim, options.block_tokens);
+  half_ = options.kv_type == DType::kF16;
+  transposed_ = half_ || TransposedKvBlocksAreFast(exec_, c.head_dim, options.block_tokens);
   const size_t t = static_cast<size_t>(options.max_step_tokens);
   x_.resize(t * c.n_embd);
   h_.resize(t * c.n_embd);
@@ -36,6 +37,8 @@ PagedRunner::PagedRunner(const LlamaModel& model, const PagedRunnerOptions& opti
   up_.resize(t * c.n_ff);
   kblocks_.resize(static_cast<size_t>(options.threads));
   vblocks_.resize(static_cast<size_t>(options.threads));
+  kblocks16_.resize(static_cast<size_t>(options.threads));
+  vblocks16_.resize(static_cast<size_t>(options.threads));
   tokens_.resize(t);
   pos_.resize(t);
 }
@@ -110,29 +113,37 @@ void PagedRunner::StoreKv(const SeqKv& kv, int64_t layer, int64_t row0, int64_t 
     const int32_t b = kv.blocks[static_cast<size_t>(p / bt)];
     const float* ks = k_.data() + (row0 + j) * kvd;
     const float* vs = v_.data() + (row0 + j) * kvd;
-    if (transposed_) {  // element e = hk * D + i of the row goes to [e][r]
-      float* kd = pool_.k(layer, b) + r;
-      float* vd = pool_.v(layer, b) + r;
+    if (half_) {  // transposed, rounded to F16
+      uint16_t* kd = static_cast<uint16_t*>(pool_.k(layer, b)) + r;
+      uint16_t* vd = static_cast<uint16_t*>(pool_.v(layer, b)) + r;
+      for (int64_t e = 0; e < kvd; ++e) {
+        kd[e * bt] = FloatToHalf(ks[e]);
+        vd[e * bt] = FloatToHalf(vs[e]);
+      }
+    } else if (transposed_) {  // element e = hk * D + i of the row goes to [e][r]
+      float* kd = static_cast<float*>(pool_.k(layer, b)) + r;
+      float* vd = static_cast<float*>(pool_.v(layer, b)) + r;
       for (int64_t e = 0; e < kvd; ++e) {
         kd[e * bt] = ks[e];
         vd[e * bt] = vs[e];
       }
     } else {
-      std::memcpy(pool_.k(layer, b) + r * kvd, ks, sizeof(float) * kvd);
-      std::memcpy(pool_.v(layer, b) + r * kvd, vs, sizeof(float) * kvd);
+      std::memcpy(static_cast<float*>(pool_.k(layer, b)) + r * kvd, ks, sizeof(float) * kvd);
+      std::memcpy(static_cast<float*>(pool_.v(layer, b)) + r * kvd, vs, sizeof(float) * kvd);
     }
   }
 }
 
-void PagedRunner::BlockTable(const SeqKv& kv, int64_t layer, int64_t n,
-                             std::vector<const float*>* k, std::vector<const float*>* v) {
+template <class T>
+void PagedRunner::BlockTable(const SeqKv& kv, int64_t layer, int64_t n, std::vector<const T*>* k,
+                             std::vector<const T*>* v) {
   const int64_t bt = pool_.block_tokens();
   const auto blocks = static_cast<size_t>((n + bt - 1) / bt);
   k->resize(blocks);
   v->resize(blocks);
   for (size_t j = 0; j < blocks; ++j) {
-    (*k)[j] = pool_.k(layer, kv.blocks[j]);
-    (*v)[j] = pool_.v(layer, kv.blocks[j]);
+    (*k)[j] = static_cast<const T*>(pool_.k(layer, kv.blocks[j]));
+    (*v)[j] = static_cast<const T*>(pool_.v(layer, kv.blocks[j]));
   }
 }
 
@@ -248,13 +259,18 @@ absl::Status PagedRunner::Forward(absl::Span<const StepItem> items, float* logit
       const int64_t n = static_cast<int64_t>(items[i].tokens.size());
       StoreKv(kv, l, row0[i], n);
       // The attention reads the sequence's blocks in place.
-      std::vector<const float*>& kb = kblocks_[static_cast<size_t>(thread)];
-      std::vector<const float*>& vb = vblocks_[static_cast<size_t>(thread)];
-      BlockTable(kv, l, kv.past + n, &kb, &vb);
       AttentionArgs args{q_.data() + row0[i] * qd, nullptr, nullptr,
                          attn_.data() + row0[i] * qd, n, kv.past, H, Hkv, D, scale};
-      args.k_blocks = kb.data();
-      args.v_blocks = vb.data();
+      const auto ti = static_cast<size_t>(thread);
+      if (half_) {
+        BlockTable(kv, l, kv.past + n, &kblocks16_[ti], &vblocks16_[ti]);
+        args.k_blocks_f16 = kblocks16_[ti].data();
+        args.v_blocks_f16 = vblocks16_[ti].data();
+      } else {
+        BlockTable(kv, l, kv.past + n, &kblocks_[ti], &vblocks_[ti]);
+        args.k_blocks = kblocks_[ti].data();
+        args.v_blocks = vblocks_[ti].data();
+      }
       args.block_rows = bt;
       args.blocks_transposed = transposed_;
       return Attention(e, args);

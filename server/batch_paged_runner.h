@@ -31,6 +31,10 @@ struct PagedRunnerOptions {
   int64_t n_blocks = 0;
   int64_t max_step_tokens = 512;
   bool prefix_cache = true;
+  // KV cache elements: kF32 (the default; the same bits as a single Context) or kF16 (half the
+  // memory and bandwidth; K and V rounded to F16 as they are stored, like llama.cpp's default
+  // cache).
+  DType kv_type = DType::kF32;
 };
 
 class PagedRunner final : public BatchRunner {
@@ -72,8 +76,9 @@ class PagedRunner final : public BatchRunner {
   // into its blocks of `layer`.
   void StoreKv(const SeqKv& kv, int64_t layer, int64_t row0, int64_t n);
   // The blocks holding positions [0, n) of `kv` in `layer`, for a paged Attention call.
-  void BlockTable(const SeqKv& kv, int64_t layer, int64_t n, std::vector<const float*>* k,
-                  std::vector<const float*>* v);
+  template <class T>
+  void BlockTable(const SeqKv& kv, int64_t layer, int64_t n, std::vector<const T*>* k,
+                  std::vector<const T*>* v);
   void RegisterPromptBlocks(SeqKv& kv);
 
   const LlamaModel& model_;
@@ -82,14 +87,17 @@ class PagedRunner final : public BatchRunner {
   ExecContext exec_;
   KvPool pool_;
   // The blocks keep their keys in lanes ([Hkv][D][block_tokens], AttentionArgs::
-  // blocks_transposed) where the attention kernel reads that layout in place.
+  // blocks_transposed) where the attention kernel reads that layout in place, and always for
+  // an F16 cache.
   bool transposed_ = false;
+  bool half_ = false;
   int64_t reserved_total_ = 0;  // sum of SeqKv::reserved
   absl::flat_hash_map<int64_t, SeqKv> seqs_;
   // Scratch for one step of up to max_step_tokens rows.
   std::vector<float> x_, h_, q_, k_, v_, attn_, proj_, gate_, up_, lora_a_, lora_b_;
-  // Per pool thread: one sequence's block table (K and V rows of one layer).
+  // Per pool thread: one sequence's block table (K and V of one layer), float or F16.
   std::vector<std::vector<const float*>> kblocks_, vblocks_;
+  std::vector<std::vector<const uint16_t*>> kblocks16_, vblocks16_;
   std::vector<int32_t> tokens_, pos_;
 };
 

@@ -33,6 +33,10 @@ Engine::Create(const LlamaModel &model, const EngineOptions &options) {
         "engine options: decode_step_prefill = ", o.decode_step_prefill, " must be >= 2"));
   }
   ANVIL_RETURN_IF_ERROR(positive("kv_block_tokens", o.kv_block_tokens));
+  if (o.kv_type != DType::kF32 && o.kv_type != DType::kF16) {
+    return absl::InvalidArgumentError(absl::StrCat("engine options: kv_type ",
+                                                   DTypeName(o.kv_type), " is not f32 or f16"));
+  }
   ANVIL_RETURN_IF_ERROR(positive("n_ctx", o.n_ctx));
   ANVIL_RETURN_IF_ERROR(positive("max_tokens_limit", o.max_tokens_limit));
   if (o.max_queue < 0 || o.kv_blocks < 0 || o.max_prompt_tokens < 0 ||
@@ -66,6 +70,7 @@ Engine::Create(const LlamaModel &model, const EngineOptions &options) {
   ro.n_blocks = o.kv_blocks;
   ro.max_step_tokens = o.max_step_tokens;
   ro.prefix_cache = o.prefix_cache;
+  ro.kv_type = o.kv_type;
   std::unique_ptr<BatchRunner> runner =
       std::make_unique<PagedRunner>(model, ro);
   auto engine = std::make_unique<EngineImpl>(model, o, std::move(runner));

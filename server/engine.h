@@ -40,6 +40,9 @@ struct EngineOptions {
   int32_t decode_step_prefill = 8;
   int32_t kv_block_tokens = 16;    // positions per KV block
   int64_t kv_blocks = 0;           // pool size; 0: max_running * n_ctx / kv_block_tokens
+  // KV cache elements: kF32 (bit-identical to a single Context, e.g. `anvil generate`) or kF16
+  // (half the memory and attention bandwidth; K/V rounded to F16 as stored).
+  DType kv_type = DType::kF32;
   int64_t n_ctx = 2048;            // per-sequence context (prompt + generated), capped by the model
   bool prefix_cache = true;        // share KV blocks of identical prompt prefixes
   // Request limits (InvalidArgument past them, with the field and the limit in the message).

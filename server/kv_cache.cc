@@ -4,12 +4,17 @@
 
 namespace anvil::server {
 
-KvPool::KvPool(int64_t n_layer, int64_t kv_dim, int64_t block_tokens, int64_t n_blocks)
-    : n_layer_(n_layer), kv_dim_(kv_dim), block_tokens_(block_tokens), n_blocks_(n_blocks) {
-  const size_t n = static_cast<size_t>(n_layer * n_blocks * block_tokens * kv_dim);
+KvPool::KvPool(int64_t n_layer, int64_t kv_dim, int64_t block_tokens, int64_t n_blocks,
+               int64_t elem_bytes)
+    : n_layer_(n_layer),
+      kv_dim_(kv_dim),
+      block_tokens_(block_tokens),
+      n_blocks_(n_blocks),
+      elem_bytes_(elem_bytes) {
+  const size_t n = static_cast<size_t>(n_layer * n_blocks * block_tokens * kv_dim * elem_bytes);
   // Uninitialized on purpose: pages are touched only when a block is first written.
-  k_.reset(new float[n]);
-  v_.reset(new float[n]);
+  k_.reset(new uint8_t[n]);
+  v_.reset(new uint8_t[n]);
   meta_.resize(static_cast<size_t>(n_blocks));
   free_.reserve(static_cast<size_t>(n_blocks));
   for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));

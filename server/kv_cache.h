@@ -18,17 +18,18 @@ namespace anvil::server {
 
 class KvPool {
  public:
-  // kv_dim = Hkv * D floats per position per layer.
-  KvPool(int64_t n_layer, int64_t kv_dim, int64_t block_tokens, int64_t n_blocks);
+  // kv_dim = Hkv * D elements per position per layer, each elem_bytes wide (4: float, 2: F16).
+  KvPool(int64_t n_layer, int64_t kv_dim, int64_t block_tokens, int64_t n_blocks,
+         int64_t elem_bytes = 4);
 
   int64_t block_tokens() const { return block_tokens_; }
   int64_t n_blocks() const { return n_blocks_; }
   int64_t used() const { return used_; }                  // blocks with refcount > 0
   int64_t available() const { return n_blocks_ - used_; }  // free or cached-but-unreferenced
 
-  // K / V rows of `block` in `layer`: [block_tokens][kv_dim].
-  float* k(int64_t layer, int32_t block) { return Row(k_, layer, block); }
-  float* v(int64_t layer, int32_t block) { return Row(v_, layer, block); }
+  // K / V of `block` in `layer`: block_tokens * kv_dim elements (the runner picks their order).
+  void* k(int64_t layer, int32_t block) { return Row(k_, layer, block); }
+  void* v(int64_t layer, int32_t block) { return Row(v_, layer, block); }
 
   // A block for new KV (refcount 1): a never-registered free block first, else the least
   // recently released cached one (its registration is dropped). -1 when none is available.
@@ -47,8 +48,8 @@ class KvPool {
   void Register(int32_t block, uint64_t parent, absl::Span<const int32_t> tokens);
 
  private:
-  float* Row(const std::unique_ptr<float[]>& base, int64_t layer, int32_t block) {
-    return base.get() + ((layer * n_blocks_ + block) * block_tokens_) * kv_dim_;
+  void* Row(const std::unique_ptr<uint8_t[]>& base, int64_t layer, int32_t block) {
+    return base.get() + ((layer * n_blocks_ + block) * block_tokens_) * kv_dim_ * elem_bytes_;
   }
   struct Meta {
     int32_t refs = 0;
@@ -59,8 +60,8 @@ class KvPool {
   };
   void Unregister(int32_t block);
 
-  int64_t n_layer_, kv_dim_, block_tokens_, n_blocks_;
-  std::unique_ptr<float[]> k_, v_;  // [layer][block][block_tokens][kv_dim], left uninitialized
+  int64_t n_layer_, kv_dim_, block_tokens_, n_blocks_, elem_bytes_;
+  std::unique_ptr<uint8_t[]> k_, v_;  // [layer][block][block_tokens * kv_dim], uninitialized
   std::vector<Meta> meta_;
   std::vector<int32_t> free_;                          // refcount 0, not registered
   // (released_at, block) of the blocks with refcount 0 that are registered.

@@ -244,9 +244,11 @@ void Head(const AttentionArgs& a, int64_t t, int64_t h, const float* vt, int64_t
   for (int64_t i = 0; i < a.d; ++i) out[i] = GemmOrderF32(vh + i * stride, e, n);
 }
 
-// Transposed blocks (keys in lanes) read in place by the AVX-512 kernels: one work item per
-// (query t, kv head), whose query heads share each load of V.
-void LaneAttention(ThreadPool* pool, const AttentionArgs& a) {
+// Transposed blocks (keys in lanes, float or F16) read in place by the AVX-512 kernels: one work
+// item per (query t, kv head), whose query heads share each load of V.
+template <class T>
+void LaneAttention(ThreadPool* pool, const AttentionArgs& a, const T* const* k_blocks,
+                   const T* const* v_blocks) {
   const int64_t group = a.h / a.h_kv;
   const int64_t stride = (a.past + a.t + 15) / 16 * 16;
   const int threads = pool != nullptr ? pool->num_threads() : 1;
@@ -261,11 +263,11 @@ void LaneAttention(ThreadPool* pool, const AttentionArgs& a) {
         for (int64_t g = 0; g < group; ++g) {
           float* e = p + g * stride;
           const float* q = a.q + (t * a.h + hk * group + g) * a.d;
-          const float mx = LaneScoresAvx512(q, a.k_blocks, hk, a.d, n, a.scale, e);
+          const float mx = LaneScoresAvx512(q, k_blocks, hk, a.d, n, a.scale, e);
           const float inv = static_cast<float>(1.0 / ExpAndSum(e, n, mx));
           for (int64_t s = 0; s < n; ++s) e[s] *= inv;
         }
-        LaneWeightedSumAvx512(p, stride, static_cast<int>(group), a.v_blocks, hk, a.d, n,
+        LaneWeightedSumAvx512(p, stride, static_cast<int>(group), v_blocks, hk, a.d, n,
                               /*vec_dot_order=*/a.t == 1, a.out + (t * a.h + hk * group) * a.d,
                               a.d);
       }
@@ -281,9 +283,14 @@ bool AttentionReadsTransposedBlocks(int64_t d, int64_t block_rows) {
 
 absl::Status Attention(ThreadPool* pool, const AttentionArgs& a) {
   if (a.t <= 0 || a.h <= 0) return absl::OkStatus();
-  if (a.k_blocks != nullptr && a.blocks_transposed) {
+  const bool half = a.k_blocks_f16 != nullptr;
+  if ((a.k_blocks != nullptr || half) && a.blocks_transposed) {
     if (AttentionReadsTransposedBlocks(a.d, a.block_rows)) {
-      LaneAttention(pool, a);
+      if (half) {
+        LaneAttention(pool, a, a.k_blocks_f16, a.v_blocks_f16);
+      } else {
+        LaneAttention(pool, a, a.k_blocks, a.v_blocks);
+      }
       return absl::OkStatus();
     }
     // No lane kernel for this shape or CPU: the rows gathered into a flat cache first.
@@ -294,8 +301,8 @@ absl::Status Attention(ThreadPool* pool, const AttentionArgs& a) {
     for (int64_t s = 0; s < keys; ++s) {
       for (int64_t hk = 0; hk < a.h_kv; ++hk) {
         for (int64_t i = 0; i < a.d; ++i) {
-          k[s * row + hk * a.d + i] = CacheAt(a, nullptr, a.k_blocks, s, hk, i);
-          v[s * row + hk * a.d + i] = CacheAt(a, nullptr, a.v_blocks, s, hk, i);
+          k[s * row + hk * a.d + i] = CacheAt(a, nullptr, a.k_blocks, a.k_blocks_f16, s, hk, i);
+          v[s * row + hk * a.d + i] = CacheAt(a, nullptr, a.v_blocks, a.v_blocks_f16, s, hk, i);
         }
       }
     }
@@ -303,6 +310,7 @@ absl::Status Attention(ThreadPool* pool, const AttentionArgs& a) {
     flat.k = k.data();
     flat.v = v.data();
     flat.k_blocks = flat.v_blocks = nullptr;
+    flat.k_blocks_f16 = flat.v_blocks_f16 = nullptr;
     flat.blocks_transposed = false;
     return Attention(pool, flat);
   }

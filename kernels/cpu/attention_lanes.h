@@ -14,12 +14,18 @@ inline constexpr int64_t kLaneBlockKeys = 16;  // keys per block: one 512-bit ve
 // their maximum. e has room for n rounded up to 16; the lanes past n hold junk.
 float LaneScoresAvx512(const float* q, const float* const* blocks, int64_t hk, int64_t d,
                        int64_t n, float scale, float* e);
+// The same over F16 blocks (each element widened to float exactly).
+float LaneScoresAvx512(const float* q, const uint16_t* const* blocks, int64_t hk, int64_t d,
+                       int64_t n, float scale, float* e);
 
 // For the `heads` query heads g sharing kv head hk: out[g * out_stride + i] = sum over s < n of
 // v_s[i] * p[g * p_stride + s], in ggml_vec_dot_f32's order over the keys (vec_dot_order) or
 // tinyBLAS's. D % 16 == 0.
 void LaneWeightedSumAvx512(const float* p, int64_t p_stride, int heads,
                            const float* const* blocks, int64_t hk, int64_t d, int64_t n,
+                           bool vec_dot_order, float* out, int64_t out_stride);
+void LaneWeightedSumAvx512(const float* p, int64_t p_stride, int heads,
+                           const uint16_t* const* blocks, int64_t hk, int64_t d, int64_t n,
                            bool vec_dot_order, float* out, int64_t out_stride);
 
 }  // namespace anvil::cpu

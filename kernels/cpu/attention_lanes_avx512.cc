@@ -40,30 +40,42 @@ __mmask16 KeyMask(int64_t keys) {
                        : static_cast<__mmask16>((1u << static_cast<unsigned>(keys)) - 1u);
 }
 
+// 16 keys' values of one dim, widened to float (F16 blocks exactly); keys outside `m` read as 0.
+inline __attribute__((always_inline)) __m512 Load16(const float* p, __mmask16 m) {
+  return _mm512_maskz_loadu_ps(m, p);
+}
+inline __attribute__((always_inline)) __m512 Load16(const uint16_t* p, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+inline __attribute__((always_inline)) __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __attribute__((always_inline)) __m512 Load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
 // Slot j of the score of 16 keys: q[j] * k[j], then fused with q[j + 64r] * k[j + 64r] for the
 // rounds r < D / 64 (kRounds of them, or `rounds` when kRounds is 0). kt: the block's [D][16]
 // rows of this kv head; keys outside `m` read as 0.
-template <int kRounds>
-inline __attribute__((always_inline)) __m512 Slot(const float* q, const float* kt, int64_t rounds,
+template <int kRounds, class T>
+inline __attribute__((always_inline)) __m512 Slot(const float* q, const T* kt, int64_t rounds,
                                                   int j, __mmask16 m) {
-  __m512 acc = _mm512_mul_ps(_mm512_set1_ps(q[j]), _mm512_maskz_loadu_ps(m, kt + j * kKeys));
+  __m512 acc = _mm512_mul_ps(_mm512_set1_ps(q[j]), Load16(kt + j * kKeys, m));
   const int64_t n = kRounds > 0 ? kRounds : rounds;
 #pragma GCC unroll 4
   for (int64_t r = 1; r < n; ++r) {
-    acc = _mm512_fmadd_ps(_mm512_set1_ps(q[64 * r + j]),
-                          _mm512_maskz_loadu_ps(m, kt + (64 * r + j) * kKeys), acc);
+    acc = _mm512_fmadd_ps(_mm512_set1_ps(q[64 * r + j]), Load16(kt + (64 * r + j) * kKeys, m),
+                          acc);
   }
   return acc;
 }
 
-template <int kRounds>
-float Scores(const float* q, const float* const* blocks, int64_t hk, int64_t d, int64_t n,
+template <int kRounds, class T>
+float Scores(const float* q, const T* const* blocks, int64_t hk, int64_t d, int64_t n,
              float scale, float* e) {
   __m512 mx = _mm512_set1_ps(-INFINITY);
   const __m512 sc = _mm512_set1_ps(scale);
   const int64_t nb = (n + kKeys - 1) / kKeys;
   for (int64_t b = 0; b < nb; ++b) {
-    const float* kt = blocks[b] + hk * d * kKeys;
+    const T* kt = blocks[b] + hk * d * kKeys;
     const __mmask16 m = KeyMask(n - b * kKeys);
     auto slot = [&](int j) { return Slot<kRounds>(q, kt, d / 64, j, m); };
     // t_l = hi_l + lo_l of VecDotOrderF32By64, as named values (an array of them GCC keeps
@@ -113,8 +125,8 @@ __m512 ReduceLanes16x16(const __m512* x) {
 }
 
 // out_g[i] for kHeads heads sharing a kv head; kAccs = 4 (vec_dot order) or 1 (tinyBLAS).
-template <int kHeads, int kAccs>
-void WeightedSum(const float* p, int64_t p_stride, const float* const* blocks, int64_t hk,
+template <int kHeads, int kAccs, class T>
+void WeightedSum(const float* p, int64_t p_stride, const T* const* blocks, int64_t hk,
                  int64_t d, int64_t n, float* out, int64_t out_stride) {
   const int64_t nb = (n + kKeys - 1) / kKeys;
   const __mmask16 last = KeyMask(n - (nb - 1) * kKeys);
@@ -130,7 +142,7 @@ void WeightedSum(const float* p, int64_t p_stride, const float* const* blocks, i
       for (; b + kAccs < nb; b += kAccs) {  // whole rounds before the last block
 #pragma GCC unroll 4
         for (int c = 0; c < kAccs; ++c) {
-          const __m512 v = _mm512_loadu_ps(blocks[b + c] + off);
+          const __m512 v = Load16(blocks[b + c] + off);
 #pragma GCC unroll 4
           for (int g = 0; g < kHeads; ++g) {
             acc[g][c] = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + g * p_stride + (b + c) * kKeys),
@@ -142,7 +154,7 @@ void WeightedSum(const float* p, int64_t p_stride, const float* const* blocks, i
       for (int c = 0; c < kAccs; ++c) {  // the last round, its last block masked
         if (b + c >= nb) break;
         const __mmask16 m = b + c == nb - 1 ? last : static_cast<__mmask16>(0xFFFF);
-        const __m512 v = _mm512_maskz_loadu_ps(m, blocks[b + c] + off);
+        const __m512 v = Load16(blocks[b + c] + off, m);
 #pragma GCC unroll 4
         for (int g = 0; g < kHeads; ++g) {
           acc[g][c] = _mm512_mask3_fmadd_ps(
@@ -163,8 +175,8 @@ void WeightedSum(const float* p, int64_t p_stride, const float* const* blocks, i
   }
 }
 
-template <int kAccs>
-void WeightedSumHeads(const float* p, int64_t p_stride, int heads, const float* const* blocks,
+template <int kAccs, class T>
+void WeightedSumHeads(const float* p, int64_t p_stride, int heads, const T* const* blocks,
                       int64_t hk, int64_t d, int64_t n, float* out, int64_t out_stride) {
   for (int g = 0; g < heads; g += 4) {
     const float* pg = p + g * p_stride;
@@ -186,10 +198,9 @@ void WeightedSumHeads(const float* p, int64_t p_stride, int heads, const float* 
   }
 }
 
-}  // namespace
-
-float LaneScoresAvx512(const float* q, const float* const* blocks, int64_t hk, int64_t d,
-                       int64_t n, float scale, float* e) {
+template <class T>
+float ScoresFor(const float* q, const T* const* blocks, int64_t hk, int64_t d, int64_t n,
+                float scale, float* e) {
   switch (d) {
     case 64:
       return Scores<1>(q, blocks, hk, d, n, scale, e);
@@ -200,14 +211,39 @@ float LaneScoresAvx512(const float* q, const float* const* blocks, int64_t hk, i
   }
 }
 
-void LaneWeightedSumAvx512(const float* p, int64_t p_stride, int heads,
-                           const float* const* blocks, int64_t hk, int64_t d, int64_t n,
-                           bool vec_dot_order, float* out, int64_t out_stride) {
+template <class T>
+void WeightedSumFor(const float* p, int64_t p_stride, int heads, const T* const* blocks,
+                    int64_t hk, int64_t d, int64_t n, bool vec_dot_order, float* out,
+                    int64_t out_stride) {
   if (vec_dot_order) {
     WeightedSumHeads<4>(p, p_stride, heads, blocks, hk, d, n, out, out_stride);
   } else {
     WeightedSumHeads<1>(p, p_stride, heads, blocks, hk, d, n, out, out_stride);
   }
+}
+
+}  // namespace
+
+float LaneScoresAvx512(const float* q, const float* const* blocks, int64_t hk, int64_t d,
+                       int64_t n, float scale, float* e) {
+  return ScoresFor(q, blocks, hk, d, n, scale, e);
+}
+
+float LaneScoresAvx512(const float* q, const uint16_t* const* blocks, int64_t hk, int64_t d,
+                       int64_t n, float scale, float* e) {
+  return ScoresFor(q, blocks, hk, d, n, scale, e);
+}
+
+void LaneWeightedSumAvx512(const float* p, int64_t p_stride, int heads,
+                           const float* const* blocks, int64_t hk, int64_t d, int64_t n,
+                           bool vec_dot_order, float* out, int64_t out_stride) {
+  WeightedSumFor(p, p_stride, heads, blocks, hk, d, n, vec_dot_order, out, out_stride);
+}
+
+void LaneWeightedSumAvx512(const float* p, int64_t p_stride, int heads,
+                           const uint16_t* const* blocks, int64_t hk, int64_t d, int64_t n,
+                           bool vec_dot_order, float* out, int64_t out_stride) {
+  WeightedSumFor(p, p_stride, heads, blocks, hk, d, n, vec_dot_order, out, out_stride);
 }
 
 }  // namespace anvil::cpu

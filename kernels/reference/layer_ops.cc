@@ -113,7 +113,9 @@ ANVIL_FMA_CLONES void Attention(const AttentionArgs& a) {
       const float* q = a.q + (t * a.h + h) * a.d;
       float mx = -INFINITY;
       for (int64_t s = 0; s < n_keys; ++s) {
-        for (int64_t i = 0; i < a.d; ++i) k_row[i] = CacheAt(a, a.k, a.k_blocks, s, hk, i);
+        for (int64_t i = 0; i < a.d; ++i) {
+          k_row[i] = CacheAt(a, a.k, a.k_blocks, a.k_blocks_f16, s, hk, i);
+        }
         e[s] = GgmlDotF32(q, k_row.data(), a.d, GgmlF32Order::kVecDot) * a.scale;
         mx = std::max(mx, e[s]);
       }
@@ -129,7 +131,9 @@ ANVIL_FMA_CLONES void Attention(const AttentionArgs& a) {
       for (int64_t s = 0; s < n_keys; ++s) e[s] *= inv;
       float* out = a.out + (t * a.h + h) * a.d;
       for (int64_t i = 0; i < a.d; ++i) {
-        for (int64_t s = 0; s < n_keys; ++s) v_col[s] = CacheAt(a, a.v, a.v_blocks, s, hk, i);
+        for (int64_t s = 0; s < n_keys; ++s) {
+          v_col[s] = CacheAt(a, a.v, a.v_blocks, a.v_blocks_f16, s, hk, i);
+        }
         out[i] = GgmlDotF32(v_col.data(), e.data(), n_keys, kqv_order);
       }
     }

@@ -168,7 +168,11 @@ TEST(CpuOps, AttentionBitIdentical) {
 }
 
 // The same cache split into blocks of `rows` positions stored out of order in a pool (as the
-// server's KV blocks are): reference and CPU read it in place with the flat cache's bits.
+// server's KV blocks are): reference and CPU read it in place with the flat cache's bits. Row
+// blocks, transposed blocks (keys in lanes) and transposed F16 blocks (against the flat cache of
+// the values rounded to F16).
+enum class PagedLayout { kRows, kTransposed, kTransposedF16 };
+
 TEST(CpuOps, PagedAttentionEqualsFlat) {
   SKIP_WITHOUT_AVX2();
   // The lane kernel (transposed 16-row blocks, D % 64 == 0) for query groups of 1 to 8 heads,
@@ -178,54 +182,73 @@ TEST(CpuOps, PagedAttentionEqualsFlat) {
         AttnCase{5, 9, 6, 2, 20}, AttnCase{33, 100, 3, 3, 136}, AttnCase{1, 200, 8, 1, 128},
         AttnCase{3, 47, 4, 2, 64}, AttnCase{1, 15, 5, 5, 64}, AttnCase{2, 62, 10, 2, 64}}) {
     for (int64_t rows : {1, 5, 16}) {
-     for (bool transposed : {false, true}) {
-      const int64_t s = c.past + c.t, row = c.h_kv * c.d, blocks = (s + rows - 1) / rows;
-      const std::vector<float> q = RandomFloats(c.t * c.h * c.d, 21, -2.0f, 2.0f);
-      const std::vector<float> k = RandomFloats(s * row, 22, -2.0f, 2.0f);
-      const std::vector<float> v = RandomFloats(s * row, 23);
-      // Block j of the cache lives in pool slot blocks - 1 - j; the slots past the last row
-      // hold NaN (a reused block's stale or never-written rows must not leak in).
-      std::vector<float> kpool(blocks * rows * row, NAN), vpool(kpool.size(), NAN);
-      std::vector<const float*> kb(blocks), vb(blocks);
-      for (int64_t j = 0; j < blocks; ++j) {
-        const int64_t slot = blocks - 1 - j;
-        for (int64_t r = 0; r < std::min(rows, s - j * rows); ++r) {
-          for (int64_t e = 0; e < row; ++e) {
-            // Transposed: [Hkv][D][rows], element e = hk * D + i of the row.
-            const int64_t dst = slot * rows * row + (transposed ? e * rows + r : r * row + e);
-            kpool[dst] = k[(j * rows + r) * row + e];
-            vpool[dst] = v[(j * rows + r) * row + e];
-          }
+      for (PagedLayout layout :
+           {PagedLayout::kRows, PagedLayout::kTransposed, PagedLayout::kTransposedF16}) {
+        const bool transposed = layout != PagedLayout::kRows;
+        const bool half = layout == PagedLayout::kTransposedF16;
+        const int64_t s = c.past + c.t, row = c.h_kv * c.d, blocks = (s + rows - 1) / rows;
+        const std::vector<float> q = RandomFloats(c.t * c.h * c.d, 21, -2.0f, 2.0f);
+        std::vector<float> k = RandomFloats(s * row, 22, -2.0f, 2.0f);
+        std::vector<float> v = RandomFloats(s * row, 23);
+        if (half) {
+          for (float& x : k) x = HalfToFloat(FloatToHalf(x));
+          for (float& x : v) x = HalfToFloat(FloatToHalf(x));
         }
-        kb[j] = kpool.data() + slot * rows * row;
-        vb[j] = vpool.data() + slot * rows * row;
+        // Block j of the cache lives in pool slot blocks - 1 - j; the slots past the last row
+        // hold NaN (a reused block's stale or never-written rows must not leak in).
+        std::vector<float> kpool(blocks * rows * row, NAN), vpool(kpool.size(), NAN);
+        std::vector<uint16_t> kpool16(kpool.size(), 0x7E00), vpool16(kpool.size(), 0x7E00);
+        std::vector<const float*> kb(blocks), vb(blocks);
+        std::vector<const uint16_t*> kb16(blocks), vb16(blocks);
+        for (int64_t j = 0; j < blocks; ++j) {
+          const int64_t slot = blocks - 1 - j;
+          for (int64_t r = 0; r < std::min(rows, s - j * rows); ++r) {
+            for (int64_t e = 0; e < row; ++e) {
+              // Transposed: [Hkv][D][rows], element e = hk * D + i of the row.
+              const int64_t dst = slot * rows * row + (transposed ? e * rows + r : r * row + e);
+              kpool[dst] = k[(j * rows + r) * row + e];
+              vpool[dst] = v[(j * rows + r) * row + e];
+              kpool16[dst] = FloatToHalf(kpool[dst]);
+              vpool16[dst] = FloatToHalf(vpool[dst]);
+            }
+          }
+          kb[j] = kpool.data() + slot * rows * row;
+          vb[j] = vpool.data() + slot * rows * row;
+          kb16[j] = kpool16.data() + slot * rows * row;
+          vb16[j] = vpool16.data() + slot * rows * row;
+        }
+        std::vector<float> want(c.t * c.h * c.d), ref(want.size()), got(want.size());
+        const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+        AttentionArgs flat{q.data(), k.data(), v.data(), want.data(), c.t,
+                           c.past,   c.h,      c.h_kv,   c.d,         scale};
+        reference::Attention(flat);
+        AttentionArgs paged = flat;
+        paged.k = paged.v = nullptr;
+        if (half) {
+          paged.k_blocks_f16 = kb16.data();
+          paged.v_blocks_f16 = vb16.data();
+        } else {
+          paged.k_blocks = kb.data();
+          paged.v_blocks = vb.data();
+        }
+        paged.block_rows = rows;
+        paged.blocks_transposed = transposed;
+        paged.out = ref.data();
+        ASSERT_THAT(Attention({Backend::kReference, nullptr, nullptr}, paged), IsOk());
+        ThreadPool pool(2);
+        paged.out = got.data();
+        ASSERT_THAT(Attention({Backend::kCpu, &pool, nullptr}, paged), IsOk());
+        const std::string label = "T=" + std::to_string(c.t) +
+                                  " past=" + std::to_string(c.past) +
+                                  " D=" + std::to_string(c.d) + " rows=" + std::to_string(rows) +
+                                  " layout=" + std::to_string(static_cast<int>(layout));
+        EXPECT_TRUE(BitEqual(ref, want)) << label;
+        EXPECT_TRUE(BitEqual(got, want)) << label;
+        // One sequence at a time, as the server runs decode (no pool).
+        std::fill(got.begin(), got.end(), 0.0f);
+        ASSERT_THAT(Attention({Backend::kCpu, nullptr, nullptr}, paged), IsOk());
+        EXPECT_TRUE(BitEqual(got, want)) << label << " serial";
       }
-      std::vector<float> want(c.t * c.h * c.d), ref(want.size()), got(want.size());
-      const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
-      AttentionArgs flat{q.data(), k.data(), v.data(), want.data(), c.t,
-                         c.past,   c.h,      c.h_kv,   c.d,         scale};
-      reference::Attention(flat);
-      AttentionArgs paged = flat;
-      paged.k = paged.v = nullptr;
-      paged.k_blocks = kb.data();
-      paged.v_blocks = vb.data();
-      paged.block_rows = rows;
-      paged.blocks_transposed = transposed;
-      paged.out = ref.data();
-      reference::Attention(paged);
-      ThreadPool pool(2);
-      paged.out = got.data();
-      ASSERT_THAT(Attention({Backend::kCpu, &pool, nullptr}, paged), IsOk());
-      const std::string label = "T=" + std::to_string(c.t) + " past=" + std::to_string(c.past) +
-                                " D=" + std::to_string(c.d) + " rows=" + std::to_string(rows) +
-                                (transposed ? " transposed" : "");
-      EXPECT_TRUE(BitEqual(ref, want)) << label;
-      EXPECT_TRUE(BitEqual(got, want)) << label;
-      // One sequence at a time, as the server runs decode (no pool).
-      std::fill(got.begin(), got.end(), 0.0f);
-      ASSERT_THAT(Attention({Backend::kCpu, nullptr, nullptr}, paged), IsOk());
-      EXPECT_TRUE(BitEqual(got, want)) << label << " serial";
-     }
     }
   }
   AttentionArgs bad{nullptr, nullptr, nullptr, nullptr, 1, 0, 1, 1, 8, 1.0f};
@@ -236,6 +259,12 @@ TEST(CpuOps, PagedAttentionEqualsFlat) {
   bad.v_blocks = &one;  // block_rows 0
   EXPECT_THAT(Attention({Backend::kReference, nullptr, nullptr}, bad),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("block_rows")));
+  AttentionArgs bad16{nullptr, nullptr, nullptr, nullptr, 1, 0, 1, 1, 8, 1.0f};
+  const uint16_t* one16 = nullptr;
+  bad16.k_blocks_f16 = bad16.v_blocks_f16 = &one16;
+  bad16.block_rows = 16;  // but not transposed
+  EXPECT_THAT(Attention({Backend::kCpu, nullptr, nullptr}, bad16),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("F16 blocks")));
 }
 
 }  // namespace

@@ -63,6 +63,10 @@ TEST(EngineBench, DISABLED_AggregateDecodeRate) {
     o.threads = threads;
     o.n_ctx = 512;
     o.max_running = 16;
+    // ANVIL_BENCH_KV_TYPE=f16 runs the engine with an F16 KV cache.
+    if (const char* e = std::getenv("ANVIL_BENCH_KV_TYPE"); e != nullptr && e == std::string("f16")) {
+      o.kv_type = DType::kF16;
+    }
     auto engine = Engine::Create(model, o);
     ASSERT_THAT(engine, IsOk());
     std::vector<std::shared_ptr<Stream>> streams;
