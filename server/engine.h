@@ -34,9 +34,12 @@ struct EngineOptions {
   int32_t max_queue = 64;          // admitted-but-waiting requests; Submit past it: ResourceExhausted
   int32_t max_step_tokens = 512;   // tokens per forward step (decodes + prefill chunks)
   int32_t prefill_chunk = 256;     // at most this many prompt tokens of one sequence per step
-  // At most this many prompt tokens in a step that also carries decode tokens, so that a burst
-  // of new prompts stretches the running streams' next token by a bounded amount (the
-  // inter-token latency tail); a step with nothing to decode takes up to max_step_tokens.
+  // A step that also carries decode tokens takes prompt tokens up to max_running +
+  // decode_step_prefill rows in all (at least decode_step_prefill of them), so that a burst of
+  // new prompts stretches the running streams' next token by a bounded amount (the inter-token
+  // latency tail: no step costs more than a full batch of decodes plus this many prompt
+  // tokens) while a step with few decodes still gets the waiting prompts going; a step with
+  // nothing to decode takes up to max_step_tokens.
   int32_t decode_step_prefill = 8;
   int32_t kv_block_tokens = 16;    // positions per KV block
   int64_t kv_blocks = 0;           // pool size; 0: max_running * n_ctx / kv_block_tokens

@@ -300,10 +300,17 @@ void EngineImpl::StepOnce() {
       --budget;
     }
   }
-  // Prompt tokens: the rest of the step, or a bounded share of it next to
-  // decodes (EngineOptions::decode_step_prefill).
-  if (!items.empty())
-    budget = std::min<int64_t>(budget, options_.decode_step_prefill);
+  // Prompt tokens: the rest of the step, or next to decodes a bounded share:
+  // the step's rows stay within a full batch of decodes plus
+  // decode_step_prefill (EngineOptions), so a step with few decodes takes
+  // more prompt tokens and no step costs more than a full one does.
+  if (!items.empty()) {
+    const int64_t decodes = static_cast<int64_t>(items.size());
+    budget = std::min<int64_t>(
+        budget, std::max<int64_t>(options_.decode_step_prefill,
+                                  options_.max_running +
+                                      options_.decode_step_prefill - decodes));
+  }
   for (auto &s : running_) {
     if (s->fed >= s->prompt_len || budget <= 0)
       continue;
