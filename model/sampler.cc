@@ -50,11 +50,24 @@ double Sampler::NextUniform() {
 }
 
 int32_t Sampler::Argmax(const float* logits, int64_t n_vocab) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n_vocab; ++i) {
-    if (logits[i] > logits[best]) best = i;
+  // The first index of the largest value (NaNs never win; a NaN at index 0 makes it 0), as a
+  // scan that keeps the first strict maximum. In two passes that vectorize: the maximum over
+  // 16 interleaved lanes (lane-wise, so no reassociation), then the first index holding it.
+  if (n_vocab <= 0) return 0;
+  constexpr int kLanes = 16;
+  float lane[kLanes];
+  for (float& l : lane) l = logits[0];
+  int64_t i = 0;
+  for (; i + kLanes <= n_vocab; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] = logits[i + j] > lane[j] ? logits[i + j] : lane[j];
   }
-  return static_cast<int32_t>(best);
+  float best = logits[0];
+  for (float l : lane) best = l > best ? l : best;
+  for (; i < n_vocab; ++i) best = logits[i] > best ? logits[i] : best;
+  for (int64_t k = 0; k < n_vocab; ++k) {
+    if (logits[k] == best) return static_cast<int32_t>(k);
+  }
+  return 0;  // best is NaN: logits[0] was NaN
 }
 
 int32_t Sampler::Sample(const float* logits, int64_t n_vocab) {

@@ -25,6 +25,34 @@ TEST(SamplerTest, GreedyPicksArgmaxLowestIdOnTies) {
   EXPECT_EQ(Sampler::Argmax(logits.data(), 4), 1);
 }
 
+// Argmax is the first strict maximum of a left-to-right scan, whatever the length (the vector
+// part works in chunks of 16), with ties, signed zeros and NaNs (which never win; a NaN at
+// index 0 makes the answer 0).
+TEST(SamplerTest, ArgmaxIsTheFirstStrictMaximumOfAScan) {
+  auto scan = [](const std::vector<float>& x) {
+    int32_t best = 0;
+    for (size_t i = 1; i < x.size(); ++i) {
+      if (x[i] > x[best]) best = static_cast<int32_t>(i);
+    }
+    return best;
+  };
+  const float nan = std::nanf("");
+  std::vector<std::vector<float>> cases = {
+      {1.0f}, {-0.0f, 0.0f, -0.0f}, {nan, 5.0f, 7.0f}, {1.0f, nan, 3.0f, nan, 3.0f},
+      {-1.0f, -1.0f}, {-INFINITY, -INFINITY, INFINITY}};
+  for (int n : {15, 16, 17, 33, 49152}) {  // ties at the top in different lanes and the tail
+    std::vector<float> x(n);
+    for (int i = 0; i < n; ++i) x[i] = static_cast<float>((i * 7919) % 101) * 0.25f;
+    x[n - 1] = 100.0f;
+    if (n > 20) x[n / 2] = 100.0f;
+    cases.push_back(x);
+  }
+  for (const auto& x : cases) {
+    EXPECT_EQ(Sampler::Argmax(x.data(), static_cast<int64_t>(x.size())), scan(x))
+        << "n = " << x.size() << ", x[0] = " << x[0];
+  }
+}
+
 TEST(SamplerTest, TopKOneIsGreedy) {
   SamplingParams p;
   p.temperature = 1.5f;
