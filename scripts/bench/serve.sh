@@ -4,7 +4,7 @@
 # tokens/s, time to first token and inter-token latency p50/p99 at 1, 4 and 16 concurrent
 # streams, rounds alternating the two servers (scripts/bench/serve_bench.py measures).
 # Needs a quiet machine for numbers worth recording.
-# usage: scripts/bench/serve.sh [--quick] [MODEL.gguf] [THREADS] [ROUNDS]
+# usage: [ANVIL_SERVER_FLAGS="--kv-type f16"] scripts/bench/serve.sh [--quick] [MODEL.gguf] [THREADS] [ROUNDS]
 #   --quick: 1 round, 16 tokens, one request per stream (checks the setup, not for the record)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -40,8 +40,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# ANVIL_SERVER_FLAGS: extra anvil-server flags (e.g. "--kv-type f16").
+# shellcheck disable=SC2086
 "$SERVER" --model "$MODEL" --threads "$THREADS" --port -1 --http-port "$ANVIL_PORT" \
-  --max-running 16 --max-queue 64 >"$LOGS/anvil.out" 2>"$LOGS/anvil.err" &
+  --max-running 16 --max-queue 64 ${ANVIL_SERVER_FLAGS:-} >"$LOGS/anvil.out" 2>"$LOGS/anvil.err" &
 pids+=($!)
 # (llamacpp_server.py: python -m llama_cpp.server with the extra buffer types off; see there.
 # --interrupt_requests False: by default a new request cuts the one being generated.)
