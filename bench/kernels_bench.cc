@@ -102,21 +102,31 @@ void BenchAttention(benchmark::State& state, int64_t t, int64_t past, int thread
 
 // The decode attention of one batched-decode step as the server runs it: `caches` distinct
 // sequence-layer KV caches of `keys` positions (16 sequences x 30 layers of SmolLM2 = 480) in
-// 16-row blocks dealt out of order over a pool, one serial call per cache; transposed: the
-// blocks keep their keys in lanes (AttentionArgs::blocks_transposed). caches == 1 repeats one
-// cache (cache-hot) for comparison.
+// 16-row blocks dealt out of order over a pool, one serial call per cache. Layouts: row blocks,
+// transposed blocks (keys in lanes, AttentionArgs::blocks_transposed) and transposed F16
+// blocks (the server's --kv-type f16). caches == 1 repeats one cache (cache-hot).
+enum class KvLayout { kRows, kTransposed, kTransposedF16 };
+
 void BenchAttentionDecodeStep(benchmark::State& state, int64_t caches, int64_t keys,
-                              bool transposed) {
+                              KvLayout layout) {
   const int64_t h = 9, h_kv = 3, d = 64, row = h_kv * d, bt = 16;
   const int64_t per_cache = (keys + bt - 1) / bt, blocks = caches * per_cache;
   const std::vector<float> q = testing::RandomFloats(h * d, 1);
   const std::vector<float> k = testing::RandomFloats(blocks * bt * row, 2);
   const std::vector<float> v = testing::RandomFloats(blocks * bt * row, 3);
+  std::vector<uint16_t> k16(k.size()), v16(v.size());
+  for (size_t i = 0; i < k.size(); ++i) {
+    k16[i] = FloatToHalf(k[i]);
+    v16[i] = FloatToHalf(v[i]);
+  }
   std::vector<const float*> kb(blocks), vb(blocks);
+  std::vector<const uint16_t*> kb16(blocks), vb16(blocks);
   for (int64_t b = 0; b < blocks; ++b) {  // cache c's block j at pool slot (j * caches + c)
     const int64_t slot = (b % per_cache) * caches + b / per_cache;
     kb[b] = k.data() + slot * bt * row;
     vb[b] = v.data() + slot * bt * row;
+    kb16[b] = k16.data() + slot * bt * row;
+    vb16[b] = v16.data() + slot * bt * row;
   }
   std::vector<float> out(h * d);
   const ExecContext serial{Backend::kCpu, nullptr};
@@ -124,10 +134,16 @@ void BenchAttentionDecodeStep(benchmark::State& state, int64_t caches, int64_t k
   for (auto _ : state) {
     for (int64_t c = 0; c < calls; ++c) {
       AttentionArgs a{q.data(), nullptr, nullptr, out.data(), 1, keys - 1, h, h_kv, d, 0.125f};
-      a.k_blocks = kb.data() + (c % caches) * per_cache;
-      a.v_blocks = vb.data() + (c % caches) * per_cache;
+      const int64_t first = (c % caches) * per_cache;
+      if (layout == KvLayout::kTransposedF16) {
+        a.k_blocks_f16 = kb16.data() + first;
+        a.v_blocks_f16 = vb16.data() + first;
+      } else {
+        a.k_blocks = kb.data() + first;
+        a.v_blocks = vb.data() + first;
+      }
       a.block_rows = bt;
-      a.blocks_transposed = transposed;
+      a.blocks_transposed = layout != KvLayout::kRows;
       if (!Attention(serial, a).ok()) state.SkipWithError("attention failed");
     }
   }
@@ -171,12 +187,12 @@ void RegisterAll() {
         ->UseRealTime();
   }
   for (int64_t caches : {1, 480}) {
-    for (bool transposed : {false, true}) {
+    for (const auto& [layout, name] : {std::pair{KvLayout::kRows, "rows"},
+                                       std::pair{KvLayout::kTransposed, "transposed"},
+                                       std::pair{KvLayout::kTransposedF16, "transposed-f16"}}) {
       benchmark::RegisterBenchmark(
-          absl::StrCat("AttentionDecodeStep/caches:", caches, "/keys:100",
-                       transposed ? "/transposed" : "/rows")
-              .c_str(),
-          BenchAttentionDecodeStep, caches, 100, transposed)
+          absl::StrCat("AttentionDecodeStep/caches:", caches, "/keys:100/", name).c_str(),
+          BenchAttentionDecodeStep, caches, 100, layout)
           ->UseRealTime();
     }
   }
