@@ -46,6 +46,7 @@ struct MatMulCase {
   int64_t m, n, k;
   int threads;
   bool cold;
+  MatMulNumerics numerics = MatMulNumerics::kLlamaCpp;
 };
 
 void BenchMatMul(benchmark::State& state, MatMulCase c) {
@@ -66,7 +67,7 @@ void BenchMatMul(benchmark::State& state, MatMulCase c) {
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
     const MatMulArgs args{c.type, w[i].data(), x.data(), y.data(), c.m, c.n, c.k};
-    if (!cpu::MatMul(&pool, args).ok()) state.SkipWithError("matmul failed");
+    if (!cpu::MatMul(&pool, args, c.numerics).ok()) state.SkipWithError("matmul failed");
     benchmark::ClobberMemory();
     i = (i + 1) % copies;
   }
@@ -173,6 +174,12 @@ void RegisterAll() {
                 absl::StrCat("MatMul/", DTypeName(type), "/M:", m, "/N:", nk[0], "/K:", nk[1],
                              "/threads:", threads, cold ? "/cold" : "");
             benchmark::RegisterBenchmark(name.c_str(), BenchMatMul, c)->UseRealTime();
+            if (type != DType::kF32 && m <= 16) {  // the server's --matmul fast, same shapes
+              MatMulCase f = c;
+              f.numerics = MatMulNumerics::kBlockSum;
+              benchmark::RegisterBenchmark(absl::StrCat(name, "/blocksum").c_str(), BenchMatMul, f)
+                  ->UseRealTime();
+            }
           }
         }
       }

@@ -114,6 +114,8 @@ Command ServeCommand() {
              {"max-queue", "N", "64", "waiting requests before 429 / RESOURCE_EXHAUSTED"},
              {"ctx", "N", "2048", "context per sequence"},
              {"kv-type", "f32|f16", "f32", "KV cache elements (f16: half the memory, not bit-exact)"},
+             {"matmul", "exact|fast", "exact",
+              "fast: batch-invariant block sums, faster batches, not llama.cpp's bits"},
              {"max-tokens-limit", "N", "4096", "largest max_tokens a request may ask"},
              {"default-max-tokens", "N", "256", "max_tokens when a chat request gives none"},
              {"adapter", "NAME=PATH[,NAME=PATH...]", "", "LoRA adapters to load at start"},
@@ -129,7 +131,7 @@ Command ServeCommand() {
     ANVIL_ASSIGN_OR_RETURN(std::string binary, ServerBinary());
     std::vector<std::string> argv = {binary, "--model", model};
     for (const char* f : {"port", "http-port", "host", "threads", "max-running", "max-queue", "ctx",
-                          "kv-type", "max-tokens-limit", "default-max-tokens", "drain-timeout-s"}) {
+                          "kv-type", "matmul", "max-tokens-limit", "default-max-tokens", "drain-timeout-s"}) {
       argv.push_back(absl::StrCat("--", f));
       argv.push_back(args.Get(f));
     }

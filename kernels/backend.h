@@ -23,10 +23,23 @@ enum class Backend {
 };
 const char* BackendName(Backend b);
 
+// How MatMul sums on the reference and CPU backends (kernels/matmul.h has the arithmetic).
+enum class MatMulNumerics {
+  // llama.cpp's CPU kernels, bit for bit: quantized blocks in 8 float lanes of 4-product sums;
+  // F32 in tinyBLAS's order when M >= 2. The default: `anvil generate` equals llama.cpp.
+  kLlamaCpp,
+  // One fused chain per output over each block's exact integer sum; F32 in vec_dot's order for
+  // every M. The same bits whatever M a row is multiplied in (batch-invariant), about half the
+  // vector work for M >= 2; differs from llama.cpp in the last bits (anvil-server --matmul fast).
+  kBlockSum,
+};
+const char* MatMulNumericsName(MatMulNumerics n);
+
 struct ExecContext {
   Backend backend = Backend::kCpu;
   ThreadPool* pool = nullptr;     // kCpu: may be null (single-threaded)
   cuda::Context* cuda = nullptr;  // kCuda: required
+  MatMulNumerics matmul = MatMulNumerics::kLlamaCpp;  // host backends only
 };
 
 }  // namespace anvil

@@ -87,10 +87,14 @@ const char* BackendName(Backend b) {
   return "?";
 }
 
+const char* MatMulNumericsName(MatMulNumerics n) {
+  return n == MatMulNumerics::kBlockSum ? "blocksum" : "llamacpp";
+}
+
 absl::Status MatMul(const ExecContext& ctx, const MatMulArgs& args) {
   return Route(
-      "matmul", ctx, [&] { return reference::MatMul(args); },
-      [&](ThreadPool* pool) { return cpu::MatMul(pool, args); },
+      "matmul", ctx, [&] { return reference::MatMul(args, ctx.matmul); },
+      [&](ThreadPool* pool) { return cpu::MatMul(pool, args, ctx.matmul); },
       ANVIL_ON_GPU(MatMul(gpu, args)));
 }
 
@@ -103,7 +107,9 @@ absl::Status MatMulShared(const ExecContext& ctx, absl::Span<const MatMulArgs> c
     }
   }
   // One pass on the CPU; elsewhere (and on a CPU without the kernels: its error) one call each.
-  if (ctx.backend == Backend::kCpu && cpu::Supported()) return cpu::MatMulShared(ctx.pool, calls);
+  if (ctx.backend == Backend::kCpu && cpu::Supported()) {
+    return cpu::MatMulShared(ctx.pool, calls, ctx.matmul);
+  }
   for (const MatMulArgs& c : calls) ANVIL_RETURN_IF_ERROR(MatMul(ctx, c));
   return absl::OkStatus();
 }

@@ -22,6 +22,7 @@ PagedRunner::PagedRunner(const LlamaModel& model, const PagedRunnerOptions& opti
             options.n_blocks, options.kv_type == DType::kF16 ? 2 : 4) {
   exec_.backend = Backend::kCpu;
   exec_.pool = threads_.get();
+  exec_.matmul = options.matmul;
   const LlamaConfig& c = model.config();
   half_ = options.kv_type == DType::kF16;
   transposed_ = half_ || TransposedKvBlocksAreFast(exec_, c.head_dim, options.block_tokens);

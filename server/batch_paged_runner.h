@@ -35,6 +35,10 @@ struct PagedRunnerOptions {
   // memory and bandwidth; K and V rounded to F16 as they are stored, like llama.cpp's default
   // cache).
   DType kv_type = DType::kF32;
+  // How quantized matmuls sum (kernels/backend.h): llama.cpp's order (the same bits as a single
+  // Context), or the block-sum order (the same bits for a sequence alone or in any batch, and
+  // a faster batched step; not llama.cpp's bits).
+  MatMulNumerics matmul = MatMulNumerics::kLlamaCpp;
 };
 
 class PagedRunner final : public BatchRunner {

@@ -71,6 +71,7 @@ Engine::Create(const LlamaModel &model, const EngineOptions &options) {
   ro.max_step_tokens = o.max_step_tokens;
   ro.prefix_cache = o.prefix_cache;
   ro.kv_type = o.kv_type;
+  ro.matmul = o.matmul;
   std::unique_ptr<BatchRunner> runner =
       std::make_unique<PagedRunner>(model, ro);
   auto engine = std::make_unique<EngineImpl>(model, o, std::move(runner));

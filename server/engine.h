@@ -46,6 +46,8 @@ struct EngineOptions {
   // KV cache elements: kF32 (bit-identical to a single Context, e.g. `anvil generate`) or kF16
   // (half the memory and attention bandwidth; K/V rounded to F16 as stored).
   DType kv_type = DType::kF32;
+  // kBlockSum: anvil-server --matmul fast (PagedRunnerOptions::matmul).
+  MatMulNumerics matmul = MatMulNumerics::kLlamaCpp;
   int64_t n_ctx = 2048;            // per-sequence context (prompt + generated), capped by the model
   bool prefix_cache = true;        // share KV blocks of identical prompt prefixes
   // Request limits (InvalidArgument past them, with the field and the limit in the message).

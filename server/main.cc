@@ -20,7 +20,8 @@ constexpr char kUsage[] =
     "  [--token-file PATH (bearer token for every endpoint)] [--threads N (2)]\n"
     "  [--max-running N (16)] [--max-queue N (64)] [--ctx N (2048)] [--max-step-tokens N (512)]\n"
     "  [--prefill-chunk N (256)] [--decode-step-prefill N (8)] [--kv-block-tokens N (16)]\n"
-    "  [--kv-blocks N (0: auto)] [--kv-type f32|f16 (f32)] [--no-prefix-cache]\n"
+    "  [--kv-blocks N (0: auto)] [--kv-type f32|f16 (f32)] [--matmul exact|fast (exact)]\n"
+    "  [--no-prefix-cache]\n"
     "  [--max-prompt-tokens N (0: ctx-1)]\n"
     "  [--max-tokens-limit N (4096)] [--default-max-tokens N (256)] [--max-n N (8)]\n"
     "  [--max-body-bytes N (4194304)] [--adapter NAME=PATH (repeatable)]\n"
@@ -104,6 +105,10 @@ int ParseFlags(int argc, char** argv, anvil::server::ServerOptions* o) {
     } else if (flag == "--kv-type") {
       if (v != "f32" && v != "f16") return Fail("--kv-type: expected f32 or f16, got '" + v + "'");
       o->engine.kv_type = v == "f16" ? anvil::DType::kF16 : anvil::DType::kF32;
+    } else if (flag == "--matmul") {
+      if (v != "exact" && v != "fast") return Fail("--matmul: expected exact or fast, got '" + v + "'");
+      o->engine.matmul =
+          v == "fast" ? anvil::MatMulNumerics::kBlockSum : anvil::MatMulNumerics::kLlamaCpp;
     } else if (flag == "--drain-timeout-s") {
       if (!num(0, 86400)) return Fail(err);
       o->drain_timeout_s = static_cast<double>(n);

@@ -18,9 +18,11 @@ namespace anvil::cpu {
 // True when this processor has AVX2, FMA and F16C (checked once).
 bool Supported();
 
-absl::Status MatMul(ThreadPool* pool, const MatMulArgs& args);
+absl::Status MatMul(ThreadPool* pool, const MatMulArgs& args,
+                    MatMulNumerics numerics = MatMulNumerics::kLlamaCpp);
 // Entries must share x, M, K and w_type (MatMulShared in kernels/matmul.h checks that).
-absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls);
+absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls,
+                          MatMulNumerics numerics = MatMulNumerics::kLlamaCpp);
 absl::Status RmsNorm(ThreadPool* pool, const RmsNormArgs& args);
 absl::Status Rope(ThreadPool* pool, const RopeArgs& args);
 absl::Status Attention(ThreadPool* pool, const AttentionArgs& args);

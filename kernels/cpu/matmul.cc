@@ -14,8 +14,10 @@
 namespace anvil::cpu {
 namespace {
 
-// Weight rows per unit: a multiple of every tile kernel's row step (4, 2).
+// Weight rows per unit: a multiple of every tile kernel's row step (4, 2); the block-sum tile
+// takes panels of 16.
 constexpr int64_t kUnitRows = 24;
+constexpr int64_t kBlockSumUnitRows = 32;
 // Activation rows per unit when M is large: a multiple of the row steps (4, 6), and small enough
 // that a block of quantized rows stays in L2 while the unit's weight rows stream through L1.
 constexpr int64_t kUnitActRows = 96;
@@ -34,7 +36,15 @@ uint8_t* Scratch(size_t bytes) {
 size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
 
 // One unit of output: the kernel family for the weight type and the number of activation rows.
-void RunTile(DType type, const TileArgs& t) {
+void RunTile(DType type, bool block_sum, const TileArgs& t) {
+  if (block_sum && BlockElems(type) != 1) {
+    if (HasAvx512Vnni()) {
+      MatMulBlockSumAvx512(type, t);
+    } else {
+      MatMulBlockSumPortable(type, t);
+    }
+    return;
+  }
   switch (type) {
     case DType::kF32:
       MatMulTileF32Avx2(t);
@@ -60,7 +70,7 @@ void RunTile(DType type, const TileArgs& t) {
 }
 
 // Fills `x` for the activation rows of `a`, carving its buffers out of the scratch.
-void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
+void PrepareActs(ThreadPool* pool, const MatMulArgs& a, bool block_sum, PreparedActs* x) {
   x->k = a.k;
   x->nb = a.k / kQK;
   if (a.w_type == DType::kF32) {
@@ -75,13 +85,17 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
   const size_t s_bytes = a.w_type == DType::kQ4_1 ? d_bytes : 0;
   const size_t f_bytes = quantized ? 0 : RoundUp64(m * k * sizeof(float));
   // The AVX-512 prefill tile reads the rows again in groups of 4 (PreparedActs::group_qs).
-  const bool grouped = quantized && m >= 2 && HasAvx512Vnni();
+  const bool grouped = quantized && !block_sum && m >= 2 && HasAvx512Vnni();
+  // The block-sum tile: signed weights meet x + 128 (PreparedActs::qs_u8).
+  const bool flipped = block_sum && HasAvx512Vnni() &&
+                       (a.w_type == DType::kQ8_0 || a.w_type == DType::kQ4_0);
+  const size_t u8_bytes = flipped ? RoundUp64(m * k) : 0;
   const size_t groups = (m + kActGroupRows - 1) / kActGroupRows;
   const size_t gq_bytes = grouped ? groups * nb * 128 : 0;
   const size_t gd_bytes = grouped ? groups * nb * 16 * sizeof(float) : 0;
   const size_t gs_bytes = a.w_type == DType::kQ4_1 ? gd_bytes : 0;
-  uint8_t* base =
-      Scratch(qs_bytes + d_bytes + s_bytes + f_bytes + gq_bytes + gd_bytes + gs_bytes);
+  uint8_t* base = Scratch(qs_bytes + d_bytes + s_bytes + f_bytes + gq_bytes + gd_bytes +
+                          gs_bytes + u8_bytes);
   auto* qs = reinterpret_cast<int8_t*>(base);
   auto* d = reinterpret_cast<float*>(base + qs_bytes);
   auto* s = reinterpret_cast<float*>(base + qs_bytes + d_bytes);
@@ -95,6 +109,8 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
   auto* group_d = reinterpret_cast<float*>(group_base + gq_bytes);
   auto* group_s = gs_bytes != 0 ? reinterpret_cast<float*>(group_base + gq_bytes + gd_bytes)
                                 : nullptr;
+  uint8_t* qs_u8 = group_base + gq_bytes + gd_bytes + gs_bytes;
+  if (flipped) x->qs_u8 = qs_u8;
   if (grouped) {
     x->group_qs = group_qs;
     x->group_d = group_d;
@@ -110,6 +126,10 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
         case DType::kQ8_0:
         case DType::kQ4_0:
           QuantizeActsQ8_0(xr, a.k, q, dr);
+          if (flipped) {
+            uint8_t* u = qs_u8 + r * a.k;
+            for (int64_t j = 0; j < a.k; ++j) u[j] = static_cast<uint8_t>(q[j]) ^ 0x80;
+          }
           break;
         case DType::kQ4_1:
           QuantizeActsQ8_1(xr, a.k, q, dr, s + r * x->nb);
@@ -146,11 +166,12 @@ void PrepareActs(ThreadPool* pool, const MatMulArgs& a, PreparedActs* x) {
 
 }  // namespace
 
-absl::Status MatMul(ThreadPool* pool, const MatMulArgs& a) {
-  return MatMulShared(pool, absl::MakeConstSpan(&a, 1));
+absl::Status MatMul(ThreadPool* pool, const MatMulArgs& a, MatMulNumerics numerics) {
+  return MatMulShared(pool, absl::MakeConstSpan(&a, 1), numerics);
 }
 
-absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls) {
+absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls,
+                          MatMulNumerics numerics) {
   if (calls.empty()) return absl::OkStatus();
   const MatMulArgs& a = calls[0];
   // Entries share x, M, K and the weight type (checked at the dispatch point, kernels/matmul.h).
@@ -165,8 +186,11 @@ absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls) 
   }
   if (a.m == 0) return absl::OkStatus();
 
+  const bool block_sum = numerics == MatMulNumerics::kBlockSum;
   PreparedActs x;
-  PrepareActs(pool, a, &x);
+  PrepareActs(pool, a, block_sum, &x);
+  const int64_t unit_rows =
+      block_sum && BlockElems(a.w_type) != 1 ? kBlockSumUnitRows : kUnitRows;
 
   const int64_t row_bytes = a.k / BlockElems(a.w_type) * BlockBytes(a.w_type);
   const int64_t act_rows = a.m <= kUnitActRows ? a.m : kUnitActRows;
@@ -175,9 +199,10 @@ absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls) 
   // a thread's contiguous range reuses one block of weight rows across all activation blocks.
   std::vector<int64_t> first_unit(calls.size() + 1, 0);
   for (size_t c = 0; c < calls.size(); ++c) {
-    first_unit[c + 1] = first_unit[c] + (calls[c].n + kUnitRows - 1) / kUnitRows * m_blocks;
+    first_unit[c + 1] = first_unit[c] + (calls[c].n + unit_rows - 1) / unit_rows * m_blocks;
   }
-  const bool f32_gemm_order = a.m >= 2 && a.k % 16 == 0;
+  // (The block-sum numerics keep F32 in vec_dot's order for every M: batch-invariant.)
+  const bool f32_gemm_order = !block_sum && a.m >= 2 && a.k % 16 == 0;
   ParallelFor(pool, first_unit.back(), 1, [&](int64_t u0, int64_t u1, int) {
     size_t c = 0;
     for (int64_t u = u0; u < u1; ++u) {
@@ -193,11 +218,11 @@ absl::Status MatMulShared(ThreadPool* pool, absl::Span<const MatMulArgs> calls) 
       t.f32_gemm_order = f32_gemm_order && call.n % 4 == 0;
       const int64_t v = u - first_unit[c];
       const int64_t nbi = v / m_blocks, mbi = v % m_blocks;
-      t.n0 = nbi * kUnitRows;
-      t.n1 = std::min(call.n, t.n0 + kUnitRows);
+      t.n0 = nbi * unit_rows;
+      t.n1 = std::min(call.n, t.n0 + unit_rows);
       t.m0 = mbi * act_rows;
       t.m1 = std::min(a.m, t.m0 + act_rows);
-      RunTile(a.w_type, t);
+      RunTile(a.w_type, block_sum, t);
     }
   });
   return absl::OkStatus();

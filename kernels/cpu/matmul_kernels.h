@@ -30,6 +30,8 @@ struct PreparedActs {
   const uint8_t* group_qs = nullptr;  // [groups][nb][128]
   const float* group_d = nullptr;     // [groups][nb][16]
   const float* group_s = nullptr;     // [groups][nb][16] (Q4_1 only; else null)
+  // The block-sum tile only, signed weight types (Q8_0/Q4_0): qs ^ 0x80, i.e. x + 128 unsigned.
+  const uint8_t* qs_u8 = nullptr;  // [M][K]
 };
 
 inline constexpr int kActGroupRows = 4;
@@ -65,6 +67,11 @@ void MatMulGemmQuantAvx512(DType type, const TileArgs& t);
 void InterleaveActGroupsAvx512(DType type, const PreparedActs& x, int64_t m, int64_t g0,
                                int64_t g1, uint8_t* group_qs, float* group_d, float* group_s);
 bool HasAvx512Vnni();
+// MatMulNumerics::kBlockSum for Q8_0 / Q4_0 / Q4_1 weights, any number of activation rows:
+// with AVX-512 VNNI (matmul_blocksum_avx512.cc; needs PreparedActs::qs_u8 for Q8_0/Q4_0), and
+// in plain loops (matmul_blocksum.cc). Both bit-identical to the reference in that order.
+void MatMulBlockSumAvx512(DType type, const TileArgs& t);
+void MatMulBlockSumPortable(DType type, const TileArgs& t);
 // F32 weights (matmul_f32_avx2.cc) and F16 / BF16 weights (matmul_half_avx2.cc) against float
 // activations. F32 is bit-identical to the reference in both of its summation orders
 // (TileArgs::f32_gemm_order); F16/BF16 are within tolerance.

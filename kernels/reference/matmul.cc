@@ -106,9 +106,52 @@ ANVIL_FMA_CLONES float DotQ4_1(const BlockQ4_1* w, const BlockQ8_1* x, int64_t n
   return HsumLanes(lanes) + summs;
 }
 
+// MatMulNumerics::kBlockSum: one fused chain per output over the blocks' exact integer sums,
+// acc = fma(float(isum), d_w * d_x, acc), then for Q4_1 acc = fma(m_w, s_x, acc). No lanes, so
+// the result does not depend on how the CPU tiles the rows.
+ANVIL_FMA_CLONES float DotBlockSum(DType type, const uint8_t* w, const BlockQ8_0* x8,
+                                   const BlockQ8_1* x81, int64_t nb) {
+  float acc = 0.0f;
+  int32_t prod[kQK];
+  for (int64_t b = 0; b < nb; ++b) {
+    float dw = 0.0f, dx = 0.0f;
+    switch (type) {
+      case DType::kQ8_0: {
+        const auto& blk = reinterpret_cast<const BlockQ8_0*>(w)[b];
+        for (int j = 0; j < kQK; ++j) prod[j] = blk.qs[j] * x8[b].qs[j];
+        dw = HalfToFloat(blk.d);
+        dx = HalfToFloat(x8[b].d);
+        break;
+      }
+      case DType::kQ4_0: {
+        const auto& blk = reinterpret_cast<const BlockQ4_0*>(w)[b];
+        NibbleProducts(blk.qs, 8, x8[b].qs, prod);
+        dw = HalfToFloat(blk.d);
+        dx = HalfToFloat(x8[b].d);
+        break;
+      }
+      default: {  // Q4_1
+        const auto& blk = reinterpret_cast<const BlockQ4_1*>(w)[b];
+        NibbleProducts(blk.qs, 0, x81[b].qs, prod);
+        dw = HalfToFloat(blk.d);
+        dx = HalfToFloat(x81[b].d);
+        break;
+      }
+    }
+    int32_t isum = 0;
+    for (int j = 0; j < kQK; ++j) isum += prod[j];
+    acc = std::fma(static_cast<float>(isum), dw * dx, acc);
+    if (type == DType::kQ4_1) {
+      const auto& blk = reinterpret_cast<const BlockQ4_1*>(w)[b];
+      acc = std::fma(HalfToFloat(blk.m), HalfToFloat(x81[b].s), acc);
+    }
+  }
+  return acc;
+}
+
 }  // namespace
 
-absl::Status MatMul(const MatMulArgs& a) {
+absl::Status MatMul(const MatMulArgs& a, MatMulNumerics numerics) {
   if (a.w == nullptr || a.x == nullptr || a.y == nullptr || a.m < 0 || a.n < 0 || a.k < 0) {
     return absl::InvalidArgumentError("matmul: null pointer or negative shape");
   }
@@ -122,7 +165,8 @@ absl::Status MatMul(const MatMulArgs& a) {
   std::vector<float> xr(static_cast<size_t>(a.k));
   std::vector<BlockQ8_0> x8(static_cast<size_t>(nb));
   std::vector<BlockQ8_1> x81(static_cast<size_t>(nb));
-  const bool tiny_blas = a.m >= 2 && a.k % 16 == 0 && a.n % 4 == 0;
+  const bool block_sum = numerics == MatMulNumerics::kBlockSum;
+  const bool tiny_blas = !block_sum && a.m >= 2 && a.k % 16 == 0 && a.n % 4 == 0;
   const auto f32_order = tiny_blas ? GgmlF32Order::kGemm : GgmlF32Order::kVecDot;
   for (int64_t i = 0; i < a.m; ++i) {
     const float* x = a.x + i * a.k;
@@ -146,6 +190,10 @@ absl::Status MatMul(const MatMulArgs& a) {
     for (int64_t n = 0; n < a.n; ++n) {
       const uint8_t* w = wbytes + n * row_bytes;
       float r = 0.0f;
+      if (block_sum && BlockElems(a.w_type) != 1) {
+        a.y[i * a.n + n] = DotBlockSum(a.w_type, w, x8.data(), x81.data(), nb);
+        continue;
+      }
       switch (a.w_type) {
         case DType::kF32:
           r = DotF32(reinterpret_cast<const float*>(w), x, a.k, f32_order);

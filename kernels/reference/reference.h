@@ -14,7 +14,8 @@
 
 namespace anvil::reference {
 
-absl::Status MatMul(const MatMulArgs& args);
+absl::Status MatMul(const MatMulArgs& args,
+                    MatMulNumerics numerics = MatMulNumerics::kLlamaCpp);
 // Dot product of one weight row with one activation row prepared for it (see PrepareActivation).
 void RmsNorm(const RmsNormArgs& args);
 void Rope(const RopeArgs& args);

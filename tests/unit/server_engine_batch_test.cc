@@ -203,6 +203,49 @@ TEST_F(BatchTest, ReservationsBoundThePoolAndFreedBlocksAreReused) {
   EXPECT_EQ(runner.blocks_used(), 0);
 }
 
+// rows[i]: sequence i's logits after its prompt and after each of 4 greedy decode tokens, for the
+// sequences `seqs` run together through one runner with options `ro`.
+std::vector<std::vector<float>> RunTogether(const LlamaModel& model, const PagedRunnerOptions& ro,
+                                            const std::vector<std::vector<int32_t>>& prompts,
+                                            std::vector<size_t> seqs) {
+  const int64_t v = model.config().n_vocab;
+  PagedRunner runner(model, ro);
+  std::vector<std::vector<float>> rows(prompts.size());
+  std::vector<float> logits(seqs.size() * v);
+  std::vector<StepItem> items;
+  for (size_t i : seqs) {
+    int64_t cached = 0;
+    EXPECT_TRUE(runner.Open(static_cast<int64_t>(i), prompts[i], 64, 0, &cached));
+    items.push_back({static_cast<int64_t>(i), prompts[i], true});
+  }
+  std::vector<int32_t> next(seqs.size());
+  for (int step = 0; step < 5; ++step) {
+    EXPECT_THAT(runner.Forward(items, logits.data()), IsOk());
+    for (size_t j = 0; j < seqs.size(); ++j) {
+      const float* row = logits.data() + j * v;
+      rows[seqs[j]].insert(rows[seqs[j]].end(), row, row + v);
+      next[j] = Sampler::Argmax(row, v);
+      items[j].tokens = {&next[j], 1};
+    }
+  }
+  return rows;
+}
+
+// `changed` against `base` (5 rows of logits each): the largest difference, and that every row
+// keeps its greedy token.
+float CheckSameGreedy(const std::vector<float>& changed, const std::vector<float>& base, int64_t v,
+                      size_t seq) {
+  float worst = 0.0f;
+  for (size_t e = 0; e < changed.size(); ++e) {
+    worst = std::max(worst, std::fabs(changed[e] - base[e]));
+  }
+  for (int64_t r = 0; r < 5; ++r) {
+    EXPECT_EQ(Sampler::Argmax(changed.data() + r * v, v), Sampler::Argmax(base.data() + r * v, v))
+        << "sequence " << seq << " row " << r;
+  }
+  return worst;
+}
+
 // An F16 KV cache (--kv-type f16): two sequences run together, prompt then 4 decode steps, give
 // bit for bit the logits each gives alone through an F16 runner; and stay near the F32 cache's.
 TEST_F(BatchTest, F16CacheBatchedEqualsAloneAndStaysNearF32) {
@@ -210,51 +253,47 @@ TEST_F(BatchTest, F16CacheBatchedEqualsAloneAndStaysNearF32) {
   const std::vector<std::vector<int32_t>> prompts = {{all.begin(), all.begin() + 37},
                                                      {all.begin() + 20, all.begin() + 43}};
   const int64_t v = model_->config().n_vocab;
-  // rows[i]: sequence i's logits after its prompt and after each of 4 greedy decode tokens.
-  auto run = [&](DType kv_type, std::vector<size_t> seqs) {
-    PagedRunnerOptions ro = RunnerOptions();
-    ro.kv_type = kv_type;
-    PagedRunner runner(*model_, ro);
-    std::vector<std::vector<float>> rows(prompts.size());
-    std::vector<float> logits(seqs.size() * v);
-    std::vector<StepItem> items;
-    for (size_t i : seqs) {
-      int64_t cached = 0;
-      EXPECT_TRUE(runner.Open(static_cast<int64_t>(i), prompts[i], 64, 0, &cached));
-      items.push_back({static_cast<int64_t>(i), prompts[i], true});
-    }
-    std::vector<int32_t> next(seqs.size());
-    for (int step = 0; step < 5; ++step) {
-      EXPECT_THAT(runner.Forward(items, logits.data()), IsOk());
-      for (size_t j = 0; j < seqs.size(); ++j) {
-        const float* row = logits.data() + j * v;
-        rows[seqs[j]].insert(rows[seqs[j]].end(), row, row + v);
-        next[j] = Sampler::Argmax(row, v);
-        items[j].tokens = {&next[j], 1};
-      }
-    }
-    return rows;
-  };
-  const auto together = run(DType::kF16, {0, 1});
-  const auto alone0 = run(DType::kF16, {0});
-  const auto alone1 = run(DType::kF16, {1});
-  const auto f32 = run(DType::kF32, {0, 1});
+  PagedRunnerOptions ro = RunnerOptions();
+  ro.kv_type = DType::kF16;
+  const auto together = RunTogether(*model_, ro, prompts, {0, 1});
+  const auto alone0 = RunTogether(*model_, ro, prompts, {0});
+  const auto alone1 = RunTogether(*model_, ro, prompts, {1});
+  const auto f32 = RunTogether(*model_, RunnerOptions(), prompts, {0, 1});
   ASSERT_EQ(together[0].size(), static_cast<size_t>(5 * v));
   EXPECT_EQ(std::memcmp(together[0].data(), alone0[0].data(), sizeof(float) * 5 * v), 0);
   EXPECT_EQ(std::memcmp(together[1].data(), alone1[1].data(), sizeof(float) * 5 * v), 0);
   for (size_t i = 0; i < 2; ++i) {
     // Measured: the logits move by up to 1.1 and 1.6 (of values in the tens) and every row
     // keeps its greedy token, so both runs continue the same way.
-    float worst = 0.0f;
-    for (size_t e = 0; e < together[i].size(); ++e) {
-      worst = std::max(worst, std::fabs(together[i][e] - f32[i][e]));
-    }
-    for (int64_t r = 0; r < 5; ++r) {
-      EXPECT_EQ(Sampler::Argmax(together[i].data() + r * v, v),
-                Sampler::Argmax(f32[i].data() + r * v, v))
-          << "sequence " << i << " row " << r;
-    }
+    const float worst = CheckSameGreedy(together[i], f32[i], v, i);
     EXPECT_GT(worst, 0.0f) << "sequence " << i << ": the F16 cache changed nothing";
+    EXPECT_LT(worst, 3.0f) << "sequence " << i;
+  }
+}
+
+// --matmul fast (the block-sum order): a sequence's logits are bit for bit the same alone and
+// batched with another (prompt rows and decode rows of different sequences share each matmul),
+// and stay near llama.cpp's order.
+TEST_F(BatchTest, FastMatMulBatchedEqualsAloneAndStaysNearExact) {
+  const std::vector<int32_t> all = Tokens(kText);
+  const std::vector<std::vector<int32_t>> prompts = {{all.begin(), all.begin() + 37},
+                                                     {all.begin() + 20, all.begin() + 43},
+                                                     {all.begin() + 5, all.begin() + 7}};
+  const int64_t v = model_->config().n_vocab;
+  PagedRunnerOptions ro = RunnerOptions();
+  ro.matmul = MatMulNumerics::kBlockSum;
+  const auto together = RunTogether(*model_, ro, prompts, {0, 1, 2});
+  const auto exact = RunTogether(*model_, RunnerOptions(), prompts, {0, 1, 2});
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto alone = RunTogether(*model_, ro, prompts, {i});
+    ASSERT_EQ(together[i].size(), static_cast<size_t>(5 * v));
+    EXPECT_EQ(std::memcmp(together[i].data(), alone[i].data(), sizeof(float) * 5 * v), 0)
+        << "sequence " << i;
+    // Measured: the logits move by up to 0.7-1.3 (of values in the tens; a last-bit change
+    // flips some roundings of the next layer's 8-bit activations) and every row keeps its
+    // greedy token. The bound is the F16 cache's.
+    const float worst = CheckSameGreedy(together[i], exact[i], v, i);
+    EXPECT_GT(worst, 0.0f) << "sequence " << i << ": --matmul fast changed nothing";
     EXPECT_LT(worst, 3.0f) << "sequence " << i;
   }
 }

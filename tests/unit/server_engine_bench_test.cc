@@ -67,6 +67,10 @@ TEST(EngineBench, DISABLED_AggregateDecodeRate) {
     if (const char* e = std::getenv("ANVIL_BENCH_KV_TYPE"); e != nullptr && e == std::string("f16")) {
       o.kv_type = DType::kF16;
     }
+    // ANVIL_BENCH_MATMUL=fast runs it with the block-sum matmul order (anvil-server --matmul fast).
+    if (const char* e = std::getenv("ANVIL_BENCH_MATMUL"); e != nullptr && e == std::string("fast")) {
+      o.matmul = MatMulNumerics::kBlockSum;
+    }
     auto engine = Engine::Create(model, o);
     ASSERT_THAT(engine, IsOk());
     std::vector<std::shared_ptr<Stream>> streams;
