@@ -25,6 +25,8 @@ std::vector<FlagSpec> ContextFlags() {
       {"ctx", "N", "2048", "context size in tokens (KV cache capacity)"},
       {"batch", "N", "512", "tokens per forward chunk during prefill"},
       {"backend", "NAME", "cpu", "kernels: cpu (AVX2) or reference (plain loops)"},
+      {"matmul", "exact|fast", "exact",
+       "quantized matmul order: llama.cpp's, or anvil-server --matmul fast's"},
   };
 }
 
@@ -61,6 +63,12 @@ absl::StatusOr<ContextOptions> ParseContextOptions(const Args& args) {
     return absl::InvalidArgumentError(
         absl::StrCat("--backend must be cpu or reference, got '", backend, "'"));
   }
+  const std::string matmul = args.Get("matmul");
+  if (matmul != "exact" && matmul != "fast") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--matmul must be exact or fast, got '", matmul, "'"));
+  }
+  o.matmul = matmul == "fast" ? MatMulNumerics::kBlockSum : MatMulNumerics::kLlamaCpp;
   return o;
 }
 

@@ -67,6 +67,7 @@ absl::StatusOr<std::unique_ptr<Context>> Context::Create(const LlamaModel& model
   ctx->pool_ = std::make_unique<ThreadPool>(options.threads);
   ctx->exec_.backend = options.backend;
   ctx->exec_.pool = ctx->pool_.get();
+  ctx->exec_.matmul = options.matmul;
   const size_t kv = static_cast<size_t>(ctx->n_ctx_ * c.kv_dim());
   ctx->k_cache_.assign(static_cast<size_t>(c.n_layer), std::vector<float>(kv));
   ctx->v_cache_.assign(static_cast<size_t>(c.n_layer), std::vector<float>(kv));

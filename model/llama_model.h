@@ -59,6 +59,9 @@ struct ContextOptions {
   int64_t n_batch = 512;   // tokens per forward chunk (bounds scratch memory)
   int threads = 2;
   Backend backend = Backend::kCpu;
+  // kBlockSum: the block-sum matmul order (kernels/backend.h), as `anvil-server --matmul fast`;
+  // the default is llama.cpp's.
+  MatMulNumerics matmul = MatMulNumerics::kLlamaCpp;
   ActivationObserver observer;  // optional
 };
 

@@ -104,15 +104,16 @@ struct ServerProcess {
 
 // `anvil generate MODEL --prompt P --temp 0 --max-tokens N [--chat]`: the generated text alone
 // (stdout is the prompt, when not --chat, then the text and a newline).
+// `extra`: more flags for anvil generate (e.g. " --matmul fast").
 inline absl::StatusOr<std::string> AnvilGenerate(const std::string& prompt, int max_tokens,
-                                                 bool chat) {
+                                                 bool chat, const std::string& extra = "") {
   std::string quoted = "'";
   for (char c : prompt) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   quoted += "'";
   const std::string cmd =
       absl::StrCat("(", BuildPath("cli/anvil"), " generate ", Q41ModelPath(), " --prompt ",
                    quoted, " --temp 0 --max-tokens ", max_tokens, chat ? " --chat" : "",
-                   " --threads 2 2>/dev/null)");
+                   " --threads 2", extra, " 2>/dev/null)");
   int rc = 0;
   std::string out = RunShell(cmd, &rc);
   if (rc != 0) return absl::InternalError(absl::StrCat("anvil generate exited ", rc, ": ", out));

@@ -59,6 +59,9 @@ TEST(CliTest, ErrorsAreOneLineWithExitCodes) {
   r = Anvil("generate " + Model() + " --prompt hi --top-p 2");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, HasSubstr("INVALID_ARGUMENT: top_p"));
+  r = Anvil("generate " + Model() + " --prompt hi --matmul fastest");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("INVALID_ARGUMENT: --matmul must be exact or fast, got 'fastest'"));
   r = Anvil("perplexity " + Model() + " --file /nonexistent.txt");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.out, HasSubstr("NOT_FOUND"));

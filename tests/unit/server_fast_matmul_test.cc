@@ -1,6 +1,7 @@
-// anvil-server --matmul fast, as a real process on the real model: requests that run together in
-// the continuous batch (prompts of different lengths, joining at different steps) each get the
-// same greedy completion as when they run alone; and a bad --matmul value is refused at start.
+// anvil-server --matmul fast, as a real process on the real model: a greedy completion equals
+// `anvil generate --matmul fast`; requests that run together in the continuous batch (prompts of
+// different lengths, joining at different steps) each get the same greedy completion as when
+// they run alone; and a bad --matmul value is refused at start.
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,10 +28,11 @@ const char* const kPrompts[] = {
     "The quick brown fox",
 };
 constexpr int kN = sizeof(kPrompts) / sizeof(kPrompts[0]);
+constexpr int kMaxTokens = 32;
 
 std::string Complete(const ServerProcess& server, const std::string& prompt) {
   auto c = server.Http();
-  const Json body = {{"prompt", prompt}, {"max_tokens", 32}, {"temperature", 0}};
+  const Json body = {{"prompt", prompt}, {"max_tokens", kMaxTokens}, {"temperature", 0}};
   httplib::Result r = c->Post("/v1/completions", body.dump(), "application/json");
   EXPECT_TRUE(r) << "no response";
   if (!r) return "";
@@ -47,6 +49,13 @@ TEST(ServerFastMatMul, BatchedCompletionsEqualAlone) {
   for (int i = 0; i < kN; ++i) {
     alone[i] = Complete(**server, kPrompts[i]);
     EXPECT_FALSE(alone[i].empty()) << kPrompts[i];
+  }
+  // Alone, each equals `anvil generate --matmul fast` (the same order in a single Context).
+  for (int i : {0, 3}) {
+    absl::StatusOr<std::string> want =
+        testing::AnvilGenerate(kPrompts[i], kMaxTokens, /*chat=*/false, " --matmul fast");
+    ASSERT_TRUE(want.ok()) << want.status();
+    EXPECT_EQ(alone[i], *want) << kPrompts[i];
   }
   // All at once, twice (they join the running batch at different steps each time).
   for (int round = 0; round < 2; ++round) {
