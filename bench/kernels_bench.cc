@@ -174,7 +174,7 @@ void RegisterAll() {
                 absl::StrCat("MatMul/", DTypeName(type), "/M:", m, "/N:", nk[0], "/K:", nk[1],
                              "/threads:", threads, cold ? "/cold" : "");
             benchmark::RegisterBenchmark(name.c_str(), BenchMatMul, c)->UseRealTime();
-            if (type != DType::kF32 && m <= 16) {  // the server's --matmul fast, same shapes
+            if (type != DType::kF32) {  // the server's --matmul fast, same shapes
               MatMulCase f = c;
               f.numerics = MatMulNumerics::kBlockSum;
               benchmark::RegisterBenchmark(absl::StrCat(name, "/blocksum").c_str(), BenchMatMul, f)
