@@ -134,6 +134,8 @@ Command DeployCommand() {
                               {"grpc-port", "N", "0", "gRPC port (0: a free one)"},
                               {"host", "ADDR", "127.0.0.1", "listen address"},
                               {"threads", "N", "0", "CPU threads (0: the worker's)"},
+                              {"matmul", "exact|fast", "exact", "anvil-server --matmul"},
+                              {"kv-type", "f32|f16", "f32", "anvil-server --kv-type"},
                               {"server-token-file", "PATH", "", "bearer token clients must send"},
                               {"adapters", "LIST", "", "NAME=PATH,... LoRA adapters to load"},
                               {"wait-s", "N", "300", "give up waiting for readiness after N s"},
@@ -152,6 +154,8 @@ Command DeployCommand() {
     d->set_grpc_port(static_cast<int32_t>(std::clamp<int64_t>(grpc_port, -1, 1 << 20)));
     d->set_host(args.Get("host"));
     if (threads != 0) d->set_threads(static_cast<int32_t>(std::clamp<int64_t>(threads, -1, 1 << 20)));
+    if (args.Get("matmul") != "exact") d->set_matmul(args.Get("matmul"));
+    if (args.Get("kv-type") != "f32") d->set_kv_type(args.Get("kv-type"));
     if (!args.Get("server-token-file").empty()) {
       d->set_token_file(AbsolutePath(args.Get("server-token-file")));
     }

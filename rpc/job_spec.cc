@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/core/status_macros.h"
@@ -219,6 +220,14 @@ absl::Status ValidateDeploySpec(const v1::DeploySpec& spec) {
                                    spec.max_queue(), 0, 100000));
   if (spec.has_token_file()) {
     ANVIL_RETURN_IF_ERROR(RequirePath("spec.deploy.token_file", spec.token_file()));
+  }
+  if (spec.has_matmul() && spec.matmul() != "exact" && spec.matmul() != "fast") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.deploy.matmul: expected exact or fast, got \"", absl::CEscape(spec.matmul()), "\""));
+  }
+  if (spec.has_kv_type() && spec.kv_type() != "f32" && spec.kv_type() != "f16") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.deploy.kv_type: expected f32 or f16, got \"", absl::CEscape(spec.kv_type()), "\""));
   }
   if (spec.host().size() > 255) {
     return absl::InvalidArgumentError("spec.deploy.host: longer than 255 bytes");

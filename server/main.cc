@@ -160,7 +160,10 @@ int main(int argc, char** argv) {
     (*app)->Shutdown(absl::ZeroDuration());
     return 1;
   }
-  std::printf("anvil-server ready: model %s\n", (*app)->core().model_id().c_str());
+  std::printf("anvil-server ready: model %s (matmul %s, kv %s)\n",
+              (*app)->core().model_id().c_str(),
+              options.engine.matmul == anvil::MatMulNumerics::kBlockSum ? "fast" : "exact",
+              options.engine.kv_type == anvil::DType::kF16 ? "f16" : "f32");
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

@@ -108,6 +108,8 @@ std::vector<std::string> DeployArgv(const std::string& binary, const v1::DeployS
   if (spec.has_max_queue()) {
     argv.insert(argv.end(), {"--max-queue", absl::StrCat(spec.max_queue())});
   }
+  if (spec.has_matmul()) argv.insert(argv.end(), {"--matmul", spec.matmul()});
+  if (spec.has_kv_type()) argv.insert(argv.end(), {"--kv-type", spec.kv_type()});
   // Sorted, so the command line does not depend on the map's order.
   for (const auto& [name, path] :
        std::map<std::string, std::string>(spec.adapters().begin(), spec.adapters().end())) {

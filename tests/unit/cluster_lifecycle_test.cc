@@ -84,8 +84,14 @@ TEST(ClusterLifecycle, DeployServesUntilCancelledThenDrains) {
   const std::string anvil = BuildPath("cli/anvil") + " ";
   const std::string conn = absl::StrCat(" --coordinator ", c.address, " --token-file ", c.token_file);
   int code = -1;
-  std::string out = RunShell(anvil + "deploy " + dir + "/tiny.gguf --threads 1 --wait-s 120" + conn, &code);
+  // (--matmul fast --kv-type f16: the spec carries them to the server, which names them when
+  // ready.)
+  std::string out = RunShell(anvil + "deploy " + dir +
+                                 "/tiny.gguf --threads 1 --matmul fast --kv-type f16 --wait-s 120" +
+                                 conn,
+                             &code);
   ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("(matmul fast, kv f16)"));
   std::smatch m;
   ASSERT_TRUE(std::regex_search(out, m, std::regex("listening on grpc=[0-9.]+:([0-9]+) "
                                                     "http=[0-9.]+:([0-9]+)")))

@@ -151,6 +151,24 @@ TEST(JobSpec, BadSpecNamesTheFieldPath) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.task")));
 }
 
+TEST(JobSpec, DeployMatMulAndKvTypeAreChecked) {
+  v1::JobSpec job;
+  v1::DeploySpec* d = job.mutable_deploy();
+  d->set_model("/models/m.gguf");
+  d->set_matmul("fast");
+  d->set_kv_type("f16");
+  EXPECT_THAT(ValidateJobSpec(job), IsOk());
+  d->set_matmul("faster");
+  EXPECT_THAT(ValidateJobSpec(job),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.deploy.matmul: expected exact or fast, got \"faster\"")));
+  d->set_matmul("exact");
+  d->set_kv_type("q8_0");
+  EXPECT_THAT(ValidateJobSpec(job),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spec.deploy.kv_type: expected f32 or f16, got \"q8_0\"")));
+}
+
 TEST(Auth, TokenFileIsPrivateAndRoundTrips) {
   absl::StatusOr<std::string> token = GenerateToken();
   ASSERT_THAT(token.status(), IsOk());
