@@ -100,6 +100,7 @@ EngineImpl::Embed(absl::Span<const int32_t> tokens) {
   ContextOptions co;
   co.n_ctx = static_cast<int64_t>(tokens.size());
   co.threads = options_.threads;
+  co.matmul = options_.matmul;  // --matmul fast embeds in the same order it generates
   co.observer = [&](const std::string &name, int64_t, const float *data,
                     int64_t rows, int64_t cols) {
     if (name != "result_norm")
