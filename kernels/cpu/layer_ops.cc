@@ -2,6 +2,8 @@
 // GetRows) and the CPU feature check, all bit-identical to the reference (the same operations
 // with the same roundings and fusions). Attention lives in attention.cc, MatMul in matmul.cc.
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <immintrin.h>
@@ -76,6 +78,19 @@ bool HasAvx512Vnni() {
     __cpuid_count(7, 0, a, b, c, d);
     const unsigned f = 1u << 16, dq = 1u << 17, bw = 1u << 30, vl = 1u << 31;
     return (b & (f | dq | bw | vl)) == (f | dq | bw | vl) && (c & (1u << 11)) != 0;  // VNNI
+  }();
+  return has;
+}
+
+bool HasAmxInt8() {
+  static const bool has = [] {
+    if (!HasAvx512Vnni() || std::getenv("ANVIL_NO_AMX") != nullptr) return false;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    if ((d & (1u << 24)) == 0 || (d & (1u << 25)) == 0) return false;  // AMX-TILE, AMX-INT8
+    // Linux hands out the 8 KB tile state only on request (XFEATURE_XTILEDATA = 18).
+    constexpr long kArchReqXcompPerm = 0x1023;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, 18) == 0;
   }();
   return has;
 }

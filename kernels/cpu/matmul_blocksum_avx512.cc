@@ -24,8 +24,8 @@
 #include "kernels/dtype.h"
 
 #if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__) || \
-    !defined(__AVX512DQ__) || !defined(__AVX512VNNI__)
-#error "matmul_blocksum_avx512.cc must be compiled with -mavx512{f,bw,vl,dq,vnni}"
+    !defined(__AVX512DQ__) || !defined(__AVX512VNNI__) || !defined(__AMX_INT8__)
+#error "matmul_blocksum_avx512.cc must be compiled with -mavx512{f,bw,vl,dq,vnni} -mamx-{tile,int8}"
 #endif
 
 namespace anvil::cpu {
@@ -168,6 +168,42 @@ inline __attribute__((always_inline)) __m512i BlockSums(const Panel& p, const in
   return _mm512_add_epi32(i0, i1);
 }
 
+// AMX tiles: 0 = 16 x 16 int32 block sums (activation row x weight row), 1 = 16 activation
+// rows x one block's 32 bytes, 2 = the panel's 8 four-byte groups of 16 weight rows (the
+// "VNNI" layout AMX wants for B is exactly Panel::w). Configured once per thread.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {64, 32, 64};
+  uint8_t rows[16] = {16, 16, 8};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+void ConfigureTiles() {
+  thread_local bool configured = false;
+  if (configured) return;
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+  configured = true;
+}
+
+// out[j][r] = the block sums of activation rows row0..row0+15 (at `act`, stride k bytes) against
+// the panel's rows; signed activations against unsigned (Q4_1) or signed weights.
+template <bool kSigned>
+inline __attribute__((always_inline)) void TileBlockSums(const uint8_t* act, int64_t k,
+                                                         const void* panel_w, int32_t* out) {
+  _tile_loadd(2, panel_w, 64);
+  _tile_loadd(1, act, k);
+  _tile_zero(0);
+  if constexpr (kSigned) {
+    _tile_dpbssd(0, 1, 2);
+  } else {
+    _tile_dpbsud(0, 1, 2);
+  }
+  _tile_stored(0, out, 64);
+}
+
 template <DType kType>
 void BlockSumTile(const TileArgs& t) {
   constexpr bool kSigned = kType != DType::kQ4_1;
@@ -175,8 +211,25 @@ void BlockSumTile(const TileArgs& t) {
   const int64_t nb = x.nb, k = x.k;
   const int64_t m_rows = t.m1 - t.m0;
   const uint8_t* act = kSigned ? x.qs_u8 : reinterpret_cast<const uint8_t*>(x.qs);
+  const auto* act_signed = reinterpret_cast<const uint8_t*>(x.qs);
   thread_local std::vector<Floats16> acc;  // [m_rows] one accumulator per activation row
   if (acc.size() < static_cast<size_t>(m_rows)) acc.resize(m_rows);
+  // Whole groups of 16 rows through AMX when there is one; the rest (and everything without
+  // it) through vpdpbusd. Both give the exact integer sums, so the same bits.
+  const int64_t tile_rows = HasAmxInt8() ? m_rows / 16 * 16 : 0;
+  if (tile_rows > 0) ConfigureTiles();
+  alignas(64) __m512i panel_w[8];
+  alignas(64) int32_t sums[16][16];
+  // acc[j] (row t.m0 + j) += block b's sums (16 weight rows) times the scales.
+  auto update = [&](int64_t j, int64_t b, const Panel& p, __m512i isum) {
+    const int64_t row = t.m0 + j;
+    const __m512 scale = _mm512_mul_ps(p.d, _mm512_set1_ps(x.d[row * nb + b]));
+    __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, _mm512_load_ps(acc[j].v));
+    if constexpr (kType == DType::kQ4_1) {
+      a = _mm512_fmadd_ps(p.m, _mm512_set1_ps(x.s[row * nb + b]), a);
+    }
+    _mm512_store_ps(acc[j].v, a);
+  };
   for (int64_t n = t.n0; n < t.n1; n += kLanes) {
     const int rows = static_cast<int>(std::min<int64_t>(kLanes, t.n1 - n));
     const uint8_t* w_rows[kLanes];
@@ -202,16 +255,16 @@ void BlockSumTile(const TileArgs& t) {
       }
       Panel p;
       BuildPanel<kType>(w_rows, offsets, b, &p);
-      for (int64_t j = 0; j < m_rows; ++j) {
-        const int64_t row = t.m0 + j;
-        const auto* xq = reinterpret_cast<const int32_t*>(act + row * k + b * kQK);
-        const __m512i isum = BlockSums<kSigned>(p, xq);
-        const __m512 scale = _mm512_mul_ps(p.d, _mm512_set1_ps(x.d[row * nb + b]));
-        __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, _mm512_load_ps(acc[j].v));
-        if constexpr (kType == DType::kQ4_1) {
-          a = _mm512_fmadd_ps(p.m, _mm512_set1_ps(x.s[row * nb + b]), a);
+      if (tile_rows > 0) {
+        for (int i = 0; i < 8; ++i) _mm512_store_si512(&panel_w[i], p.w[i]);
+        for (int64_t g = 0; g < tile_rows; g += 16) {
+          TileBlockSums<kSigned>(act_signed + (t.m0 + g) * k + b * kQK, k, panel_w, &sums[0][0]);
+          for (int j = 0; j < 16; ++j) update(g + j, b, p, _mm512_load_si512(sums[j]));
         }
-        _mm512_store_ps(acc[j].v, a);
+      }
+      for (int64_t j = tile_rows; j < m_rows; ++j) {
+        const auto* xq = reinterpret_cast<const int32_t*>(act + (t.m0 + j) * k + b * kQK);
+        update(j, b, p, BlockSums<kSigned>(p, xq));
       }
     }
     const __mmask16 keep = static_cast<__mmask16>((1u << rows) - 1);

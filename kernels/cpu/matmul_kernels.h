@@ -70,7 +70,11 @@ bool HasAvx512Vnni();
 // MatMulNumerics::kBlockSum for Q8_0 / Q4_0 / Q4_1 weights, any number of activation rows:
 // with AVX-512 VNNI (matmul_blocksum_avx512.cc; needs PreparedActs::qs_u8 for Q8_0/Q4_0), and
 // in plain loops (matmul_blocksum.cc). Both bit-identical to the reference in that order.
+// With AMX-INT8 (HasAmxInt8(): CPUID AMX-TILE/INT8 and Linux's permission for the tile state;
+// ANVIL_NO_AMX turns it off) groups of 16 activation rows take their block sums from one tile
+// product instead of 8 vpdpbusd per row; the same bits.
 void MatMulBlockSumAvx512(DType type, const TileArgs& t);
+bool HasAmxInt8();
 void MatMulBlockSumPortable(DType type, const TileArgs& t);
 // F32 weights (matmul_f32_avx2.cc) and F16 / BF16 weights (matmul_half_avx2.cc) against float
 // activations. F32 is bit-identical to the reference in both of its summation orders

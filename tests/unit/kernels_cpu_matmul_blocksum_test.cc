@@ -1,8 +1,10 @@
 // MatMulNumerics::kBlockSum (anvil-server --matmul fast): the CPU tiles against the reference
 // in that order, bit for bit, over shapes that are no multiple of the 16-row panel; batch
 // invariance (a row gives the same bits alone as inside any M); closeness to llama.cpp's order;
-// and the dispatch point carrying the choice. ctest also runs this file with ANVIL_NO_AVX512=1
-// (the portable loops).
+// and the dispatch point carrying the choice. With AMX, whole groups of 16 rows take their block
+// sums from tile products and the rest from vpdpbusd, so M = 19 and 21 below mix both, and a row
+// alone (vpdpbusd) must equal it batched (AMX). ctest also runs this file with ANVIL_NO_AMX=1 and
+// with ANVIL_NO_AVX512=1 (the portable loops).
 #include <cmath>
 #include <string>
 #include <vector>
