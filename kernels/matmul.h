@@ -7,6 +7,8 @@
 // F32 weights: float dot. F16/BF16 weights: x is rounded to F16/BF16 first. Q8_0/Q4_0 weights:
 // x is quantized per 32-block to Q8_0 and blocks are dotted in integers, scaled by d_w*d_x.
 // Q4_1 weights: x is quantized to Q8_1; each block adds d_w*d_x*sum(q_w*q_x) + m_w*s_x.
+// That is ExecContext::matmul == kLlamaCpp (the default); kBlockSum (kernels/backend.h) sums the
+// same exact block products in one chain per output, the same for every M.
 #ifndef ANVIL_KERNELS_MATMUL_H_
 #define ANVIL_KERNELS_MATMUL_H_
 

@@ -106,7 +106,9 @@ int ParseFlags(int argc, char** argv, anvil::server::ServerOptions* o) {
       if (v != "f32" && v != "f16") return Fail("--kv-type: expected f32 or f16, got '" + v + "'");
       o->engine.kv_type = v == "f16" ? anvil::DType::kF16 : anvil::DType::kF32;
     } else if (flag == "--matmul") {
-      if (v != "exact" && v != "fast") return Fail("--matmul: expected exact or fast, got '" + v + "'");
+      if (v != "exact" && v != "fast") {
+        return Fail("--matmul: expected exact or fast, got '" + v + "'");
+      }
       o->engine.matmul =
           v == "fast" ? anvil::MatMulNumerics::kBlockSum : anvil::MatMulNumerics::kLlamaCpp;
     } else if (flag == "--drain-timeout-s") {

@@ -49,7 +49,8 @@ struct alignas(64) Floats16 {
 
 // 4-byte heads of the 16 rows' blocks (fp16 d, and m for Q4_1): one gather at the rows'
 // offsets from row 0 (`offsets`, lane r = r's row offset).
-inline __attribute__((always_inline)) __m512i LoadHeads(const uint8_t* row0_block, __m512i offsets) {
+inline __attribute__((always_inline)) __m512i LoadHeads(const uint8_t* row0_block,
+                                                        __m512i offsets) {
   return _mm512_i32gather_epi32(offsets, row0_block, 1);
 }
 
@@ -57,7 +58,8 @@ inline __attribute__((always_inline)) __m512i LoadHeads(const uint8_t* row0_bloc
 // q, 4 + q, 8 + q, 12 + q in its 128-bit quarters; a 4x4 dword transpose inside each quarter
 // leaves dword j of row 4L + q in element 4L + q of t[j]. Its low nibbles are elements 4j..4j+3
 // (w[j]), its high nibbles elements 16 + 4j.. (w[4 + j]).
-inline __attribute__((always_inline)) void TransposeNibbles(const uint8_t* const* qs, __m512i* w) {
+inline __attribute__((always_inline)) void TransposeNibbles(const uint8_t* const* qs,
+                                                            __m512i* w) {
   __m512i z[4];
   for (int q = 0; q < 4; ++q) {
     __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs[q])));
@@ -82,7 +84,8 @@ inline __attribute__((always_inline)) void TransposeNibbles(const uint8_t* const
 // The 16 rows' 32 signed bytes (at `qs[r]`) -> w[0..7]. z[r] holds rows (r, r + 4) for r < 4 and
 // (r + 4, r + 8) for r >= 4 in its 256-bit halves; an 8x8 dword transpose inside each half and
 // one 128-bit shuffle per pair of outputs leave dword k of row r in element r of w[k].
-inline __attribute__((always_inline)) void TransposeBytes(const uint8_t* const* qs, __m512i* w) {
+inline __attribute__((always_inline)) void TransposeBytes(const uint8_t* const* qs,
+                                                          __m512i* w) {
   __m512i z[8];
   for (int r = 0; r < 8; ++r) {
     const int lo = r < 4 ? r : r + 4;
@@ -109,11 +112,14 @@ inline __attribute__((always_inline)) void TransposeBytes(const uint8_t* const* 
 }
 
 // fp16 in the low half of each dword -> float.
-inline __attribute__((always_inline)) __m512 LowHalves(__m512i heads) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads)); }
+inline __attribute__((always_inline)) __m512 LowHalves(__m512i heads) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
+}
 
 // Block b of the 16 weight rows (w_rows[r] = row r's first byte).
 template <DType kType>
-inline __attribute__((always_inline)) void BuildPanel(const uint8_t* const* w_rows, __m512i offsets, int64_t b, Panel* p) {
+inline __attribute__((always_inline)) void BuildPanel(const uint8_t* const* w_rows,
+                                                      __m512i offsets, int64_t b, Panel* p) {
   const uint8_t* blk[kLanes];
   const uint8_t* qs[kLanes];
   constexpr int64_t kBytes = kType == DType::kQ8_0   ? sizeof(BlockQ8_0)
@@ -244,14 +250,13 @@ void BlockSumTile(const TileArgs& t) {
     // weights from memory, 8 KB ahead measured best: at M = 1 as fast as that GEMV, at M = 16
     // 1.7-2x the llama.cpp-order tile (one whole panel 2 ahead at once: 0.85x and 1.5x).
     constexpr int64_t kPrefetchBytes = 8192;
-    const uint8_t* panel_start = t.w + n * t.row_bytes;
-    const uint8_t* w_end = t.w + t.n_total * t.row_bytes;
+    const int64_t panel_start = n * t.row_bytes, w_bytes = t.n_total * t.row_bytes;
     const int64_t pf_step = kLanes * (t.row_bytes / nb);
     for (int64_t j = 0; j < m_rows; ++j) _mm512_store_ps(acc[j].v, _mm512_setzero_ps());
     for (int64_t b = 0; b < nb; ++b) {
       for (int64_t off = 0; off < pf_step; off += 64) {
-        const uint8_t* pf = panel_start + kPrefetchBytes + b * pf_step + off;
-        if (pf < w_end) _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T1);
+        const int64_t pf = panel_start + kPrefetchBytes + b * pf_step + off;
+        if (pf < w_bytes) _mm_prefetch(reinterpret_cast<const char*>(t.w + pf), _MM_HINT_T1);
       }
       Panel p;
       BuildPanel<kType>(w_rows, offsets, b, &p);

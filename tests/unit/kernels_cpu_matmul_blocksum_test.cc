@@ -107,8 +107,8 @@ TEST_P(BlockSumTest, EachRowIsTheSameAloneAndInABatch) {
 }
 
 // Another summation order of the same exact block products: within a few float roundings of
-// llama.cpp's order (1e-5 of the sum of |terms|; measured: below 1e-7), and not identical to it (so the choice
-// really reaches the kernel).
+// llama.cpp's order (1e-5 of the sum of |terms|; measured: below 1e-7), and not identical to it
+// (so the choice really reaches the kernel).
 TEST_P(BlockSumTest, CloseToLlamaCppOrderButNotTheSame) {
   const Case c = MakeCase(GetParam(), 4, 192, 1536, 9);
   const std::vector<float> fast = Reference(c, kFast);
