@@ -1,5 +1,5 @@
 // anvil train-bench MODEL: tokens/s of one training step (LoRA, QLoRA or full fine-tuning) on
-// seeded token batches, the sgemm peak measured in the same run and the model FLOP utilization.
+// seeded token batches, the GEMM peak measured in the same run and the model FLOP utilization.
 // The anvil side of scripts/bench/vs-pytorch.sh (the PyTorch side is torch_train_bench.py). The
 // training math lives in model/trainable_llama.h and train/; this file only drives and times it.
 #include <algorithm>
@@ -144,16 +144,16 @@ absl::StatusOr<double> TrainStep(TrainableLlama& model, train::AdamWOptimizer& o
   return sums.loss_sum / static_cast<double>(sums.count);
 }
 
-struct SgemmPeak {
+struct GemmPeak {
   double gflops = 0;
   std::string detail;  // "fwd 1024x1536x576 263.1, ..." (best GFLOP/s per shape)
 };
 
-// The best GFLOP/s of Gemm (OpenBLAS on our pool) over the step's main shapes: the forward of
+// The best GFLOP/s of Gemm (whatever GemmEngine names) over the step's main shapes: the forward of
 // gate/up (x W^T, [N] x F x C) and of down ([N] x C x F), and a weight gradient (g^T x,
 // F x C x [N]). Best of `calls` after one untimed call, on the training model's own pool.
-absl::StatusOr<SgemmPeak> MeasureSgemmPeak(const ExecContext& ex, int64_t n, int64_t c, int64_t f,
-                                           int calls) {
+absl::StatusOr<GemmPeak> MeasureGemmPeak(const ExecContext& ex, int64_t n, int64_t c, int64_t f,
+                                         int calls) {
   struct Shape {
     const char* name;
     bool trans_a, trans_b;
@@ -162,7 +162,7 @@ absl::StatusOr<SgemmPeak> MeasureSgemmPeak(const ExecContext& ex, int64_t n, int
   const Shape shapes[] = {{"fwd", false, true, n, f, c},
                           {"fwd", false, true, n, c, f},
                           {"dW", true, false, f, c, n}};
-  SgemmPeak peak;
+  GemmPeak peak;
   for (const Shape& s : shapes) {
     // A holds m * k and B n * k floats in either orientation; the values do not matter.
     std::vector<float> a(static_cast<size_t>(s.m * s.k), 0.5f);
@@ -229,8 +229,9 @@ absl::Status RunTrainBench(const Args& args) {
     if (i == 0) loss_first = loss_last;
     if (i >= bc.warmup) seconds.push_back(sec);
   }
-  ANVIL_ASSIGN_OR_RETURN(SgemmPeak peak,
-                         MeasureSgemmPeak(model->exec(), batch.n_tokens(), mc.n_embd, mc.n_ff, 8));
+  ANVIL_ASSIGN_OR_RETURN(GemmPeak peak,
+                         MeasureGemmPeak(model->exec(), batch.n_tokens(), mc.n_embd, mc.n_ff, 8));
+  const std::string engine = GemmEngine(model->exec());
 
   const double step_s = Median(seconds);
   const double tokens_per_s = static_cast<double>(batch.n_tokens()) / step_s;
@@ -241,22 +242,24 @@ absl::Status RunTrainBench(const Args& args) {
   std::fprintf(stderr,
                "anvil train-bench: %s, %lld x %lld tokens, %lld threads%s: median step %.3f s over "
                "%lld steps, %.1f tokens/s; loss %.4f -> %.4f; %.1f GFLOP/step (matmul fwd %.1f, "
-               "attention fwd %.1f causal half, adapters %.2f), %.1f GFLOP/s achieved; sgemm peak "
-               "%.1f GFLOP/s (%s); MFU %.3f; %lld trainable params\n",
+               "attention fwd %.1f causal half, adapters %.2f), %.1f GFLOP/s achieved; GEMM peak "
+               "(%s) %.1f GFLOP/s (%s); MFU %.3f; %lld trainable params\n",
                method, static_cast<long long>(bc.batch), static_cast<long long>(bc.seq),
                static_cast<long long>(bc.threads), bc.checkpointing ? ", checkpointing" : "",
                step_s, static_cast<long long>(bc.steps), tokens_per_s, loss_first, loss_last,
                flops.total / 1e9, flops.matmul_fwd / 1e9, flops.attention_fwd / 1e9,
-               flops.adapters / 1e9, achieved_gflops, peak.gflops, peak.detail.c_str(), mfu,
+               flops.adapters / 1e9, achieved_gflops, engine.c_str(), peak.gflops,
+               peak.detail.c_str(), mfu,
                static_cast<long long>(trainable));
   std::printf(
       "{\"engine\":\"anvil\",\"method\":\"%s\",\"seq\":%lld,\"batch\":%lld,\"threads\":%lld,"
       "\"steps\":%lld,\"step_s_median\":%.4f,\"tokens_per_s\":%.2f,\"loss_first\":%.6f,"
-      "\"gflop_per_step\":%.2f,\"sgemm_peak_gflops\":%.1f,\"mfu\":%.4f,\"checkpointing\":%s,"
-      "\"trainable_params\":%lld}\n",
+      "\"gflop_per_step\":%.2f,\"gemm\":\"%s\",\"gemm_peak_gflops\":%.1f,\"mfu\":%.4f,"
+      "\"checkpointing\":%s,\"trainable_params\":%lld}\n",
       method, static_cast<long long>(bc.seq), static_cast<long long>(bc.batch),
       static_cast<long long>(bc.threads), static_cast<long long>(bc.steps), step_s, tokens_per_s,
-      loss_first, flops.total / 1e9, peak.gflops, mfu, bc.checkpointing ? "true" : "false",
+      loss_first, flops.total / 1e9, engine.c_str(), peak.gflops, mfu,
+      bc.checkpointing ? "true" : "false",
       static_cast<long long>(trainable));
   std::fflush(stdout);
   return absl::OkStatus();
@@ -267,7 +270,7 @@ absl::Status RunTrainBench(const Args& args) {
 Command TrainBenchCommand() {
   Command c;
   c.spec = {"train-bench",
-            "Time training steps (LoRA/QLoRA/full) on seeded tokens; tokens/s, sgemm peak, MFU "
+            "Time training steps (LoRA/QLoRA/full) on seeded tokens; tokens/s, GEMM peak, MFU "
             "as one JSON line.",
             {"MODEL"},
             {{"method", "NAME", "lora", "lora, full or qlora"},

@@ -134,6 +134,18 @@ absl::Status Gemm(const ExecContext& ctx, const GemmArgs& a) {
       ANVIL_ON_GPU(Gemm(gpu, a)));
 }
 
+std::string GemmEngine(const ExecContext& ctx) {
+  switch (ctx.backend) {
+    case Backend::kReference:
+      return "reference";
+    case Backend::kCpu:
+      return cpu::GemmEngineName();
+    case Backend::kCuda:
+      return "cuBLAS fp32";
+  }
+  return "none";
+}
+
 absl::Status RmsNorm(const ExecContext& ctx, const RmsNormArgs& args) {
   return Route(
       "rms_norm", ctx, [&] { reference::RmsNorm(args); },
@@ -277,6 +289,23 @@ absl::Status RmsNormBackward(const ExecContext& ctx, const RmsNormBackwardArgs& 
       "rms_norm_backward", ctx, [&] { reference::RmsNormBackward(args); },
       [&](ThreadPool* pool) { return cpu::RmsNormBackward(pool, args); },
       ANVIL_ON_GPU(RmsNormBackward(gpu, args)));
+}
+
+absl::Status CausalAttention(const ExecContext& ctx, const AttentionArgs& args) {
+  if (args.t < 0 || args.h <= 0 || args.d <= 0 || args.h_kv <= 0 || args.h % args.h_kv != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("causal_attention: bad shape T=", args.t,
+                                                   " H=", args.h, " Hkv=", args.h_kv,
+                                                   " D=", args.d));
+  }
+  if (args.past != 0 || args.k_blocks != nullptr || args.v_blocks != nullptr ||
+      args.k_blocks_f16 != nullptr || args.v_blocks_f16 != nullptr || args.blocks_transposed) {
+    return absl::InvalidArgumentError(
+        "causal_attention: whole sequences only (past = 0, contiguous K/V, no paged blocks)");
+  }
+  return Route(
+      "causal_attention", ctx, [&] { reference::Attention(args); },
+      [&](ThreadPool* pool) { return cpu::CausalAttention(pool, args); },
+      ANVIL_ON_GPU(Attention(gpu, args)));
 }
 
 absl::Status AttentionBackward(const ExecContext& ctx, const AttentionBackwardArgs& args) {

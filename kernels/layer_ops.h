@@ -65,6 +65,14 @@ struct AttentionArgs {
 };
 absl::Status Attention(const ExecContext& ctx, const AttentionArgs& args);
 
+// Causal self-attention over whole sequences for training: the math of Attention with past = 0
+// and contiguous q/k/v (no paged blocks), but without Attention's promise of the reference's
+// summation order. The CPU backend runs blocked products (S = Q K^T, P = softmax, O = P V, as
+// AttentionBackward recomputes them), several times faster at T = 256 than Attention's key-by-key
+// order; the reference and CUDA backends run Attention. InvalidArgument for past != 0, paged
+// blocks or H not a multiple of Hkv.
+absl::Status CausalAttention(const ExecContext& ctx, const AttentionArgs& args);
+
 // Whether `ctx`'s Attention has a kernel that reads transposed blocks (blocks_transposed) in
 // place for head dim D and block_rows; otherwise it gathers them into rows first (slower than
 // row blocks). The server's KV pool picks its layout by this.

@@ -89,9 +89,9 @@ absl::Status TrainableLlama::LayerForward(int64_t l, float* x, TrainLayerActs* a
   for (int64_t b = 0; b < batch_.size(); ++b) {
     const int64_t s0 = batch_.starts[static_cast<size_t>(b)];
     const int64_t t = batch_.starts[static_cast<size_t>(b) + 1] - s0;
-    ANVIL_RETURN_IF_ERROR(Attention(exec_, {a->q.data() + s0 * QD, a->k.data() + s0 * KD,
-                                            a->v.data() + s0 * KD, a->attn.data() + s0 * QD, t,
-                                            0, H, Hkv, D, scale}));
+    ANVIL_RETURN_IF_ERROR(CausalAttention(
+        exec_, {a->q.data() + s0 * QD, a->k.data() + s0 * KD, a->v.data() + s0 * KD,
+                a->attn.data() + s0 * QD, t, 0, H, Hkv, D, scale}));
   }
   ANVIL_RETURN_IF_ERROR(LinearForward(lin(LoraModule::kO), a->attn.data(), a->tmp.data(),
                                       u(LoraModule::kO), n, key));

@@ -29,6 +29,8 @@ absl::Status Attention(ThreadPool* pool, const AttentionArgs& args);
 // Whether Attention reads blocks_transposed caches in place (AVX-512, D % 64 == 0, 16-row
 // blocks); it gathers them into rows otherwise.
 bool AttentionReadsTransposedBlocks(int64_t d, int64_t block_rows);
+// attention_causal.cc: blocked products, not Attention's order.
+absl::Status CausalAttention(ThreadPool* pool, const AttentionArgs& args);
 absl::Status SwiGlu(ThreadPool* pool, const SwiGluArgs& args);
 absl::Status AddInPlace(ThreadPool* pool, float* y, const float* x, int64_t n);
 absl::Status GetRows(ThreadPool* pool, const GetRowsArgs& args);
@@ -39,6 +41,7 @@ absl::Status LogSumExp(ThreadPool* pool, const LogSumExpArgs& args);
 absl::Status CrossEntropy(ThreadPool* pool, const CrossEntropyArgs& args);
 absl::Status AdamW(ThreadPool* pool, const AdamWArgs& args);
 absl::Status Gemm(ThreadPool* pool, const GemmArgs& args);
+const char* GemmEngineName();  // "split-bf16 AMX", "OpenBLAS sgemm" or "none"
 
 // Backward ops (rms_norm_backward.cc, attention_backward.cc, elementwise_backward.cc,
 // cross_entropy_backward.cc). Not bit-identical to the reference: tested within atol + rtol.

@@ -33,6 +33,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/gemm_split_bf16.h"
 
 namespace anvil::cpu {
 namespace {
@@ -68,6 +69,8 @@ void SgemmSlice(const GemmArgs& g, int64_t i0, int64_t i1, int64_t j0, int64_t j
 
 }  // namespace
 
+const char* GemmEngineName() { return HasAmxBf16() ? "split-bf16 AMX" : "OpenBLAS sgemm"; }
+
 absl::Status Gemm(ThreadPool* pool, const GemmArgs& g) {
   for (int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc}) {
     if (v > INT_MAX) {
@@ -82,6 +85,7 @@ absl::Status Gemm(ThreadPool* pool, const GemmArgs& g) {
     ScaleC(g);
     return absl::OkStatus();
   }
+  if (SplitBf16GemmApplies(g)) return SplitBf16Gemm(pool, g);
   // The thread count is process-wide state of OpenBLAS; set it back if anyone (a benchmark's
   // baseline) changed it, or every slice would fan out to OpenBLAS's own threads.
   if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);

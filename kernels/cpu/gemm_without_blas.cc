@@ -4,6 +4,8 @@
 
 namespace anvil::cpu {
 
+const char* GemmEngineName() { return "none"; }
+
 absl::Status Gemm(ThreadPool* /*pool*/, const GemmArgs& /*args*/) {
   return absl::UnimplementedError("gemm: no kernel for backend cpu (built without OpenBLAS)");
 }

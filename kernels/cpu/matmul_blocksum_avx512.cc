@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/dtype.h"
 
@@ -176,22 +177,16 @@ inline __attribute__((always_inline)) __m512i BlockSums(const Panel& p, const in
 
 // AMX tiles: 0 = 16 x 16 int32 block sums (activation row x weight row), 1 = 16 activation
 // rows x one block's 32 bytes, 2 = the panel's 8 four-byte groups of 16 weight rows (the
-// "VNNI" layout AMX wants for B is exactly Panel::w). Configured once per thread.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {64, 32, 64};
-  uint8_t rows[16] = {16, 16, 8};
-};
-static_assert(sizeof(TileConfig) == 64);
-
-void ConfigureTiles() {
-  thread_local bool configured = false;
-  if (configured) return;
-  static const TileConfig config;
-  _tile_loadconfig(&config);
-  configured = true;
+// "VNNI" layout AMX wants for B is exactly Panel::w). Loaded per call (UseAmxTiles).
+const AmxTileConfig& BlockSumTiles() {
+  static const AmxTileConfig config = [] {
+    AmxTileConfig c;
+    c.colsb[0] = 64, c.rows[0] = 16;
+    c.colsb[1] = 32, c.rows[1] = 16;
+    c.colsb[2] = 64, c.rows[2] = 8;
+    return c;
+  }();
+  return config;
 }
 
 // out[j][r] = the block sums of activation rows row0..row0+15 (at `act`, stride k bytes) against
@@ -223,7 +218,7 @@ void BlockSumTile(const TileArgs& t) {
   // Whole groups of 16 rows through AMX when there is one; the rest (and everything without
   // it) through vpdpbusd. Both give the exact integer sums, so the same bits.
   const int64_t tile_rows = HasAmxInt8() ? m_rows / 16 * 16 : 0;
-  if (tile_rows > 0) ConfigureTiles();
+  if (tile_rows > 0) UseAmxTiles(BlockSumTiles());
   alignas(64) __m512i panel_w[8];
   alignas(64) int32_t sums[16][16];
   // acc[j] (row t.m0 + j) += block b's sums (16 weight rows) times the scales.

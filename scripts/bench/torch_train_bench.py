@@ -216,7 +216,8 @@ def main():
     print(json.dumps(dict(engine="pytorch", method=args.method, seq=args.seq, batch=args.batch,
                           threads=args.threads, steps=args.steps, step_s_median=round(step_s, 4),
                           tokens_per_s=round(tok_s, 2), loss_first=round(losses[0], 6),
-                          gflop_per_step=round(gflop, 2), sgemm_peak_gflops=round(peak, 1),
+                          gflop_per_step=round(gflop, 2), gemm="torch.mm",
+                          gemm_peak_gflops=round(peak, 1),
                           mfu=round(mfu, 4), attn=attn, optimizer=opt_impl, weights=weights,
                           trainable_params=n_train, torch=torch.__version__,
                           transformers=transformers.__version__)), flush=True)

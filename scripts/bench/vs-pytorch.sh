@@ -47,14 +47,15 @@ t = next((r for r in rows if r["engine"] == "pytorch"), {})
 print(f"model {model}, {threads} threads, seq {rows[0]['seq']} x batch {rows[0]['batch']}, fp32; "
       f"medians of {rounds} alternating rounds, each the median step of {steps} after warmup; "
       f"PyTorch {t.get('torch')} + transformers {t.get('transformers')}, attention {t.get('attn')}, "
-      f"AdamW {t.get('optimizer')}, weights {t.get('weights')}")
+      f"AdamW {t.get('optimizer')}, weights {t.get('weights')}; anvil GEMM "
+      f"{next((r.get('gemm') for r in rows if r['engine'] == 'anvil'), '?')}")
 print("| method | anvil tok/s | PyTorch tok/s | ratio | anvil MFU | PyTorch MFU | GFLOP/step "
-      "| anvil sgemm peak GFLOP/s | torch.mm peak GFLOP/s | loss_first anvil / PyTorch |")
+      "| anvil GEMM peak GFLOP/s | torch.mm peak GFLOP/s | loss_first anvil / PyTorch |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for m in dict.fromkeys(r["method"] for r in rows):
     a, p = med("anvil", m, "tokens_per_s"), med("pytorch", m, "tokens_per_s")
     print(f"| {m} | {a:.1f} | {p:.1f} | {a / p:.2f}x | {med('anvil', m, 'mfu'):.3f} "
           f"| {med('pytorch', m, 'mfu'):.3f} | {med('anvil', m, 'gflop_per_step'):.1f} "
-          f"| {med('anvil', m, 'sgemm_peak_gflops'):.1f} | {med('pytorch', m, 'sgemm_peak_gflops'):.1f} "
+          f"| {med('anvil', m, 'gemm_peak_gflops'):.1f} | {med('pytorch', m, 'gemm_peak_gflops'):.1f} "
           f"| {med('anvil', m, 'loss_first'):.4f} / {med('pytorch', m, 'loss_first'):.4f} |")
 PY
