@@ -3,10 +3,11 @@
 // count) in alternating blocks, so machine noise hits both alike, and reports GFLOP/s for each
 // and our fraction of OpenBLAS ("of_openblas"):
 //   MatMulF32/...: anvil::MatMul with F32 weights (our AVX2 kernel), y[M][N] = x[M][K]·W[N][K]^T.
-//   Gemm/{fwd,dx,dw}/...: anvil::Gemm (OpenBLAS single-threaded on row slices of our pool) at
+//   Gemm/{fwd,dx,dw}/...: anvil::Gemm (split-bf16 AMX tiles where the CPU has AMX-BF16, else
+//     OpenBLAS single-threaded on row slices of our pool; ANVIL_NO_AMX=1 forces the latter) at
 //     the three products of a linear layer y = x·W^T in training: fwd y = x·W^T, dx = dy·W,
 //     dw = dy^T·x.
-// The context lines name OpenBLAS's kernel (openblas_get_corename) and build.
+// The context lines name OpenBLAS's kernel (openblas_get_corename) and build, and Gemm's engine.
 //   build/h_gemm/bench/gemm_bench --benchmark_filter=threads:2
 #include <cblas.h>
 
@@ -41,6 +42,7 @@ double Seconds(const std::function<void()>& fn) {
 
 // Each benchmark iteration times a block of ~2 GFLOP of OpenBLAS calls (OpenBLAS threading
 // itself), then the same block of ours: alternating blocks let machine noise hit both alike.
+// After each pause one untimed call of the same op starts the block, for both.
 // After a threaded call OpenBLAS's workers keep spinning for ~0.1 s (we measured ~40 ms of CPU in
 // the 100 ms after one call) and would steal a core from our pool, so a pause long enough for them
 // to go to sleep precedes each block, ours and OpenBLAS's alike. The benchmark's (manual) time is
@@ -61,10 +63,15 @@ void TimeAgainstOpenBlas(benchmark::State& state, double flops, int threads,
     // The thread count is process-wide; our Gemm sets it back to 1 for its slices.
     openblas_set_num_threads(threads);
     if (threads > 1) std::this_thread::sleep_for(kPause);
+    openblas();  // untimed: wakes the threads (and the AMX unit for ours) after the pause
     openblas_s += Seconds([&] {
       for (int i = 0; i < reps; ++i) openblas();
     });
     if (threads > 1) std::this_thread::sleep_for(kPause);
+    if (!ours()) {
+      state.SkipWithError("op failed");
+      return;
+    }
     bool ok = true;
     const double s = Seconds([&] {
       for (int i = 0; i < reps && ok; ++i) ok = ours();
@@ -147,6 +154,7 @@ void BenchGemm(benchmark::State& state, Product p, int64_t n, int64_t k, int thr
 void RegisterAll() {
   benchmark::AddCustomContext("openblas_corename", openblas_get_corename());
   benchmark::AddCustomContext("openblas_config", openblas_get_config());
+  benchmark::AddCustomContext("gemm_engine", GemmEngine(ExecContext{Backend::kCpu, nullptr}));
   const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}};
   const std::pair<Product, const char*> products[] = {
       {Product::kForward, "fwd"}, {Product::kInputGrad, "dx"}, {Product::kWeightGrad, "dw"}};

@@ -14,9 +14,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <vector>
 
+#include "kernels/cpu/attention_scratch.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/small_gemm_avx2.h"
 #include "kernels/cpu/softmax_avx2.h"
@@ -26,20 +26,6 @@ namespace {
 
 constexpr int64_t kQueryBlock = 32;  // query rows per work item
 constexpr int64_t kPackKeys = 64;    // keys per packing unit
-
-int64_t RoundUp16(int64_t n) { return (n + 15) / 16 * 16; }
-
-// A grow-only float buffer owned by the calling thread (the pool's workers only write into
-// disjoint parts of it during a call). Contents are not initialized.
-float* Scratch(size_t floats) {
-  thread_local std::unique_ptr<float[]> buf;
-  thread_local size_t size = 0;
-  if (size < floats) {
-    buf.reset(new float[floats]);
-    size = floats;
-  }
-  return buf.get();
-}
 
 // The layout of one call's scratch: packed K/V per kv head, then one region per pool slot.
 struct Layout {
@@ -228,7 +214,7 @@ absl::Status AttentionBackward(ThreadPool* pool, const AttentionBackwardArgs& a)
   const int64_t items = n_qb * a.h;
   const int64_t n_slots = std::min<int64_t>(threads, items);
   float* scratch =
-      Scratch(static_cast<size_t>(a.h_kv * (l.head + 2 * l.head_t) + n_slots * l.slot));
+      AttentionScratch(static_cast<size_t>(a.h_kv * (l.head + 2 * l.head_t) + n_slots * l.slot));
   l.kp = scratch;
   l.kt = l.kp + a.h_kv * l.head;
   l.vt = l.kt + a.h_kv * l.head_t;

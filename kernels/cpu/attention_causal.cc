@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 
+#include "kernels/cpu/attention_scratch.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/small_gemm_avx2.h"
 #include "kernels/cpu/softmax_avx2.h"
@@ -22,19 +22,6 @@ namespace anvil::cpu {
 namespace {
 
 constexpr int64_t kQueryBlock = 32;  // query rows per work item
-
-int64_t RoundUp16(int64_t n) { return (n + 15) / 16 * 16; }
-
-// A grow-only float buffer owned by the calling thread (pool workers write disjoint parts).
-float* Scratch(size_t floats) {
-  thread_local std::unique_ptr<float[]> buf;
-  thread_local size_t size = 0;
-  if (size < floats) {
-    buf.reset(new float[floats]);
-    size = floats;
-  }
-  return buf.get();
-}
 
 struct Layout {
   int64_t tp = 0, dp = 0;  // T and D rounded up to 16
@@ -112,7 +99,7 @@ absl::Status CausalAttention(ThreadPool* pool, const AttentionArgs& a) {
   const int64_t n_qb = (a.t + kQueryBlock - 1) / kQueryBlock;
   const int64_t items = n_qb * a.h;
   const int64_t n_slots = std::min<int64_t>(threads, items);
-  float* scratch = Scratch(
+  float* scratch = AttentionScratch(
       static_cast<size_t>(a.h_kv * (l.dp * l.ld + l.tp * l.dp) + n_slots * l.slot));
   l.kt = scratch;
   l.vp = l.kt + a.h_kv * l.dp * l.ld;

@@ -14,10 +14,7 @@
 // Why tiles: TDPBF16PS does 16 x 16 x 32 multiply-adds in 16 cycles, 512 per cycle per core
 // against 32 for AVX-512 FMA; six products per fp32 product leave 85 per cycle. Measured on the
 // dev VM (2 threads, M=1024, N=1536, K=576): ~400-550 GFLOP/s against OpenBLAS's ~300.
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -344,14 +341,7 @@ void ComputeRows(const GemmArgs& g, const uint16_t* bp, int64_t r0, int64_t r1) 
 }  // namespace
 
 bool HasAmxBf16() {
-  static const bool has = [] {
-    if (!HasAvx512Vnni() || std::getenv("ANVIL_NO_AMX") != nullptr) return false;
-    unsigned a, b, c, d;
-    __cpuid_count(7, 0, a, b, c, d);
-    if ((d & (1u << 24)) == 0 || (d & (1u << 22)) == 0) return false;  // AMX-TILE, AMX-BF16
-    constexpr long kArchReqXcompPerm = 0x1023;  // Linux: ask for XFEATURE_XTILEDATA (18)
-    return syscall(SYS_arch_prctl, kArchReqXcompPerm, 18) == 0;
-  }();
+  static const bool has = HasAmx(22);
   return has;
 }
 

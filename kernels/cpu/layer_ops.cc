@@ -82,16 +82,18 @@ bool HasAvx512Vnni() {
   return has;
 }
 
+bool HasAmx(unsigned edx_feature_bit) {
+  if (!HasAvx512Vnni() || std::getenv("ANVIL_NO_AMX") != nullptr) return false;
+  unsigned a, b, c, d;
+  __cpuid_count(7, 0, a, b, c, d);
+  if ((d & (1u << 24)) == 0 || (d & (1u << edx_feature_bit)) == 0) return false;  // AMX-TILE
+  // Linux hands out the 8 KB tile state only on request (XFEATURE_XTILEDATA = 18).
+  constexpr long kArchReqXcompPerm = 0x1023;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, 18) == 0;
+}
+
 bool HasAmxInt8() {
-  static const bool has = [] {
-    if (!HasAvx512Vnni() || std::getenv("ANVIL_NO_AMX") != nullptr) return false;
-    unsigned a, b, c, d;
-    __cpuid_count(7, 0, a, b, c, d);
-    if ((d & (1u << 24)) == 0 || (d & (1u << 25)) == 0) return false;  // AMX-TILE, AMX-INT8
-    // Linux hands out the 8 KB tile state only on request (XFEATURE_XTILEDATA = 18).
-    constexpr long kArchReqXcompPerm = 0x1023;
-    return syscall(SYS_arch_prctl, kArchReqXcompPerm, 18) == 0;
-  }();
+  static const bool has = HasAmx(25);
   return has;
 }
 

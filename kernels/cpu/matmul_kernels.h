@@ -75,6 +75,9 @@ bool HasAvx512Vnni();
 // product instead of 8 vpdpbusd per row; the same bits.
 void MatMulBlockSumAvx512(DType type, const TileArgs& t);
 bool HasAmxInt8();
+// AMX-TILE and the AMX feature in CPUID leaf 7 EDX bit `edx_feature_bit` (25: INT8, 22: BF16),
+// AVX-512 VNNI, no ANVIL_NO_AMX, and Linux's permission for the tile state (asked for here).
+bool HasAmx(unsigned edx_feature_bit);
 void MatMulBlockSumPortable(DType type, const TileArgs& t);
 // F32 weights (matmul_f32_avx2.cc) and F16 / BF16 weights (matmul_half_avx2.cc) against float
 // activations. F32 is bit-identical to the reference in both of its summation orders
