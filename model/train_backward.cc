@@ -2,6 +2,7 @@
 // reverse (FFN, then attention, each through its RMSNorm into the residual gradient), then the
 // embedding. Linear modules give dx = g W, dW += g^T x (full fine-tuning), and for LoRA
 // dB += s g^T u, dA += s (g B)^T x_drop, dx += s (g B) A (masked like the forward's dropout).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -157,15 +158,28 @@ absl::Status TrainableLlama::Backward() {
   const LlamaConfig& c = config_;
   const LlamaWeights& w = base_.weights();
   const int64_t n = n_tokens_, C = c.n_embd, V = c.n_vocab;
-  const float* dlogits = logits_.data();  // [N][V]
+  const float* dlogits = logits_.data();  // [N or rows][V]
   const bool tied = c.tied_embeddings;
   const int head_index = tied ? token_embd_ : output_;
   TrainParam* head = head_index >= 0 ? &params_[static_cast<size_t>(head_index)] : nullptr;
   const float* e = Weight(tied ? w.token_embd : w.output, head, &scratch_w_);
+  const int64_t r = n_logit_rows_;
   Resize(&dh_, n * C);
-  ANVIL_RETURN_IF_ERROR(GemmNN(exec_, dlogits, e, dh_.data(), n, C, V, 1.0f, 0.0f));
+  if (all_rows_) {
+    ANVIL_RETURN_IF_ERROR(GemmNN(exec_, dlogits, e, dh_.data(), n, C, V, 1.0f, 0.0f));
+  } else {  // the selected rows' gradients, scattered (added: a row may be listed twice)
+    Resize(&dh_rows_, r * C);
+    ANVIL_RETURN_IF_ERROR(GemmNN(exec_, dlogits, e, dh_rows_.data(), r, C, V, 1.0f, 0.0f));
+    std::fill(dh_.begin(), dh_.begin() + n * C, 0.0f);
+    for (int64_t i = 0; i < r; ++i) {
+      float* dst = dh_.data() + logit_rows_[static_cast<size_t>(i)] * C;
+      const float* src = dh_rows_.data() + i * C;
+      for (int64_t j = 0; j < C; ++j) dst[j] += src[j];
+    }
+  }
   if (head != nullptr) {
-    ANVIL_RETURN_IF_ERROR(GemmTN(exec_, dlogits, h_final_.data(), head->grad.data(), V, C, n, 1.0f));
+    const float* head_in = all_rows_ ? h_final_.data() : h_rows_.data();
+    ANVIL_RETURN_IF_ERROR(GemmTN(exec_, dlogits, head_in, head->grad.data(), V, C, r, 1.0f));
   }
   dx_.assign(static_cast<size_t>(n * C), 0.0f);
   TrainParam* out_norm = output_norm_ >= 0 ? &params_[static_cast<size_t>(output_norm_)] : nullptr;

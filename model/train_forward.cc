@@ -131,6 +131,15 @@ absl::Status TrainableLlama::Forward(const SequenceBatch& batch, const ForwardOp
                                                      " at index ", i, " is outside [0, ", V, ")"));
     }
   }
+  if (fo.logit_rows != nullptr) {
+    for (size_t i = 0; i < fo.logit_rows->size(); ++i) {
+      const int64_t r = (*fo.logit_rows)[i];
+      if (r < 0 || r >= n) {
+        return absl::InvalidArgumentError(absl::StrCat("train forward: logit row ", r,
+                                                       " (entry ", i, ") is outside [0, ", n, ")"));
+      }
+    }
+  }
   batch_ = batch;
   n_tokens_ = n;
   recorded_ = false;
@@ -172,8 +181,22 @@ absl::Status TrainableLlama::Forward(const SequenceBatch& batch, const ForwardOp
   const float* e = Weight(tied ? w.token_embd : w.output,
                           head_index >= 0 ? &params_[static_cast<size_t>(head_index)] : nullptr,
                           &scratch_w_);
-  logits_.resize(static_cast<size_t>(n * V));
-  ANVIL_RETURN_IF_ERROR(GemmXWt(exec_, h_final_.data(), e, logits_.data(), n, V, C));
+  all_rows_ = fo.logit_rows == nullptr;
+  const float* head_in = h_final_.data();
+  n_logit_rows_ = n;
+  logit_rows_.clear();
+  if (!all_rows_) {
+    logit_rows_ = *fo.logit_rows;
+    n_logit_rows_ = static_cast<int64_t>(logit_rows_.size());
+    h_rows_.resize(static_cast<size_t>(n_logit_rows_ * C));
+    for (int64_t i = 0; i < n_logit_rows_; ++i) {
+      std::memcpy(h_rows_.data() + i * C, h_final_.data() + logit_rows_[static_cast<size_t>(i)] * C,
+                  sizeof(float) * static_cast<size_t>(C));
+    }
+    head_in = h_rows_.data();
+  }
+  logits_.resize(static_cast<size_t>(n_logit_rows_ * V));
+  ANVIL_RETURN_IF_ERROR(GemmXWt(exec_, head_in, e, logits_.data(), n_logit_rows_, V, C));
   recorded_ = fo.record && fo.with_adapters;
   return absl::OkStatus();
 }

@@ -75,6 +75,10 @@ struct ForwardOptions {
   bool with_adapters = true;   // false: the frozen base alone (the DPO reference for LoRA)
   bool record = true;          // keep activations for Backward
   uint64_t dropout_key = 0;    // LoRA dropout masks are a hash of (key, layer, module, element)
+  // Only these token rows (indices into the batch, in this order) get logits: logits() is then
+  // [rows][V] and Backward reads dL/dlogits for them alone (the other rows' are zero). SFT
+  // passes the rows that have a target, which skips the LM head for the prompt. nullptr: all.
+  const std::vector<int64_t>* logit_rows = nullptr;
 };
 
 class TrainableLlama {
@@ -93,11 +97,13 @@ class TrainableLlama {
   TrainParam* FindParam(const std::string& name);
   const ExecContext& exec() const { return exec_; }
 
-  // Runs the batch; logits() is then [N][V]. InvalidArgument for an empty batch, an empty
-  // sequence, a sequence longer than the training context or a token id outside [0, V).
+  // Runs the batch; logits() is then [N][V] (or [rows][V], ForwardOptions::logit_rows).
+  // InvalidArgument for an empty batch, an empty sequence, a sequence longer than the training
+  // context, a token id outside [0, V) or a logit row outside [0, N).
   absl::Status Forward(const SequenceBatch& batch, const ForwardOptions& options = {});
-  float* logits() { return logits_.data(); }  // [N][V]
+  float* logits() { return logits_.data(); }  // [N or rows][V]
   int64_t n_tokens() const { return n_tokens_; }
+  int64_t n_logit_rows() const { return n_logit_rows_; }
 
   // The caller has overwritten logits() with dL/dlogits; adds dL/dparam to every param's grad.
   // FailedPrecondition when the last Forward did not record (or used with_adapters = false).
@@ -165,7 +171,11 @@ class TrainableLlama {
   std::vector<std::vector<float>> x_in_;   // [layer][N][C] each layer's input
   std::vector<TrainLayerActs> acts_;  // [layer], or one when checkpointing
   std::vector<float> x_final_, h_final_;   // [N][C] before / after the output norm
-  std::vector<float> logits_;              // [N][V]
+  std::vector<float> logits_;              // [N or rows][V]
+  int64_t n_logit_rows_ = 0;
+  std::vector<int64_t> logit_rows_;        // the selected rows; empty with all_rows_
+  bool all_rows_ = true;
+  std::vector<float> h_rows_, dh_rows_;    // [rows][C] the head's input and its gradient
   // Backward scratch: [N][C] residual gradient, [N][C] block-input gradient, [N][F] x2,
   // [N][H*D] x2, [N][Hkv*D] x2; LoRA: [N][r] and [N][max(C, F)] (dropout input / branch dx).
   std::vector<float> dx_, dh_, d_f1_, d_f2_, d_q1_, d_q2_, d_k_, d_v_, lora_g_, lora_x_;

@@ -41,6 +41,19 @@ void Collect(const std::vector<SequenceExample*>& seqs, SequenceBatch* b,
   }
 }
 
+// The token rows that have a target (>= 0) and those targets, in order: SFT computes logits
+// for these rows only (ForwardOptions::logit_rows); the others add nothing to loss or gradient.
+void TargetRows(const std::vector<int32_t>& targets, std::vector<int64_t>* rows,
+                std::vector<int32_t>* row_targets) {
+  rows->clear();
+  row_targets->clear();
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (targets[i] < 0) continue;
+    rows->push_back(static_cast<int64_t>(i));
+    row_targets->push_back(targets[i]);
+  }
+}
+
 }  // namespace
 
 std::string StepMetrics::ToJson() const {
@@ -138,16 +151,21 @@ absl::Status FinetuneRun::SftMicroBatch(const std::vector<int64_t>& ids, int64_t
   SequenceBatch b;
   std::vector<int32_t> targets;
   Collect(seqs, &b, &targets);
+  std::vector<int64_t> rows;
+  std::vector<int32_t> row_targets;
+  TargetRows(targets, &rows, &row_targets);
   ForwardOptions fo;
   fo.dropout_key = HashCounter(recipe_.train.seed, static_cast<uint64_t>(step) * 4096 + micro);
+  fo.logit_rows = &rows;
   ANVIL_RETURN_IF_ERROR(model_->Forward(b, fo));
-  const int64_t n = b.n_tokens(), v = model_->config().n_vocab;
-  ANVIL_RETURN_IF_ERROR(RowCrossEntropy(model_->exec(), model_->logits(), targets.data(), n, v, &ce_, &lse_));
-  *loss_sum += SumCounted(ce_, targets.data(), n).loss_sum;
-  *tokens += n;
-  dloss_.assign(static_cast<size_t>(n), static_cast<float>(1.0 / denom));
+  const int64_t r = static_cast<int64_t>(rows.size()), v = model_->config().n_vocab;
+  ANVIL_RETURN_IF_ERROR(
+      RowCrossEntropy(model_->exec(), model_->logits(), row_targets.data(), r, v, &ce_, &lse_));
+  *loss_sum += SumCounted(ce_, row_targets.data(), r).loss_sum;
+  *tokens += b.n_tokens();
+  dloss_.assign(static_cast<size_t>(r), static_cast<float>(1.0 / denom));
   ANVIL_RETURN_IF_ERROR(CrossEntropyGrad(model_->exec(), model_->logits(), lse_.data(),
-                                         targets.data(), dloss_.data(), n, v));
+                                         row_targets.data(), dloss_.data(), r, v));
   return model_->Backward();
 }
 
@@ -346,10 +364,14 @@ absl::StatusOr<double> FinetuneRun::EvalLoss(double* reward_accuracy) {
       SequenceBatch b;
       std::vector<int32_t> targets;
       Collect(seqs, &b, &targets);
-      ANVIL_RETURN_IF_ERROR(model_->Forward(b, {.record = false}));
-      ANVIL_RETURN_IF_ERROR(RowCrossEntropy(model_->exec(), model_->logits(), targets.data(),
-                                            b.n_tokens(), v, &ce_, &lse_));
-      const CeSums s = SumCounted(ce_, targets.data(), b.n_tokens());
+      std::vector<int64_t> rows;
+      std::vector<int32_t> row_targets;
+      TargetRows(targets, &rows, &row_targets);
+      ANVIL_RETURN_IF_ERROR(model_->Forward(b, {.record = false, .logit_rows = &rows}));
+      const auto r = static_cast<int64_t>(rows.size());
+      ANVIL_RETURN_IF_ERROR(RowCrossEntropy(model_->exec(), model_->logits(), row_targets.data(),
+                                            r, v, &ce_, &lse_));
+      const CeSums s = SumCounted(ce_, row_targets.data(), r);
       sum += s.loss_sum;
       count += s.count;
     }

@@ -239,6 +239,60 @@ TEST(TrainModelTest, QLoraEqualsLoraOnAnF32CopyOfTheDequantizedBase) {
   }
 }
 
+// Logits for the rows with a target only (what SFT does) give the same loss and gradients as
+// logits for every row: the untargeted rows' dL/dlogits are zero either way. Full fine-tuning
+// of a tied and an untied model (the head's own gradient included); a row outside the batch is
+// InvalidArgument.
+TEST(TrainModelTest, LogitRowsGiveTheSameGradients) {
+  for (bool tied : {true, false}) {
+    Tiny t = LoadTiny(F32Config(tied));
+    const Batch b = MakeBatch(t.model->config().n_vocab);
+    TrainableOptions o;
+    o.method = TrainMethod::kFull;
+    auto all = TrainableLlama::Create(*t.model, o);
+    auto sel = TrainableLlama::Create(*t.model, o);
+    ASSERT_THAT(all.status(), IsOk());
+    ASSERT_THAT(sel.status(), IsOk());
+    const double loss_all = Loss(all->get(), b, true);
+    std::vector<int64_t> rows;
+    Batch compact = b;
+    compact.targets.clear();
+    for (size_t i = 0; i < b.targets.size(); ++i) {
+      if (b.targets[i] < 0) continue;
+      rows.push_back(static_cast<int64_t>(i));
+      compact.targets.push_back(b.targets[i]);
+    }
+    ASSERT_LT(rows.size(), b.targets.size());  // some rows are skipped
+    // Loss() sizes its vectors by n_tokens(); run the compact rows through the same steps.
+    ASSERT_THAT((*sel)->Forward(b.seq, {.logit_rows = &rows}), IsOk());
+    ASSERT_EQ((*sel)->n_logit_rows(), static_cast<int64_t>(rows.size()));
+    const int64_t r = static_cast<int64_t>(rows.size()), v = t.model->config().n_vocab;
+    std::vector<float> ce, lse;
+    ASSERT_THAT(train::RowCrossEntropy((*sel)->exec(), (*sel)->logits(), compact.targets.data(),
+                                       r, v, &ce, &lse),
+                IsOk());
+    const train::CeSums sums = train::SumCounted(ce, compact.targets.data(), r);
+    EXPECT_NEAR(sums.loss_sum / static_cast<double>(sums.count), loss_all, 1e-6);
+    std::vector<float> dloss(static_cast<size_t>(r), 1.0f / static_cast<float>(sums.count));
+    ASSERT_THAT(train::CrossEntropyGrad((*sel)->exec(), (*sel)->logits(), lse.data(),
+                                        compact.targets.data(), dloss.data(), r, v),
+                IsOk());
+    (*sel)->ZeroGrad();
+    ASSERT_THAT((*sel)->Backward(), IsOk());
+    for (size_t p = 0; p < (*all)->params().size(); ++p) {
+      const TrainParam& pa = (*all)->params()[p];
+      const TrainParam& ps = (*sel)->params()[p];
+      for (size_t i = 0; i < pa.grad.size(); ++i) {
+        ASSERT_NEAR(ps.grad[i], pa.grad[i], 1e-6 + 1e-5 * std::fabs(pa.grad[i]))
+            << "tied=" << tied << " " << pa.name << "[" << i << "]";
+      }
+    }
+    std::vector<int64_t> bad = {0, b.seq.n_tokens()};
+    EXPECT_THAT((*sel)->Forward(b.seq, {.logit_rows = &bad}),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+}
+
 // The training forward equals the inference forward (same weights, fp32 everywhere) up to
 // summation order.
 TEST(TrainModelTest, ForwardMatchesInferenceContext) {
