@@ -52,7 +52,8 @@ const AmxTileConfig& GemmTiles() {
   return config;
 }
 
-// 64-byte aligned bf16 storage that only grows (pool threads keep theirs between calls).
+// 64-byte aligned bf16 storage of the calling thread that only grows; nullptr when the
+// allocation fails (the old storage is kept).
 struct Bf16Buffer {
   struct Free {
     void operator()(uint16_t* p) const { std::free(p); }
@@ -62,7 +63,9 @@ struct Bf16Buffer {
   uint16_t* Get(int64_t n) {
     if (n > size) {
       const auto bytes = static_cast<size_t>((n * 2 + 63) / 64 * 64);
-      data.reset(static_cast<uint16_t*>(std::aligned_alloc(64, bytes)));
+      auto* p = static_cast<uint16_t*>(std::aligned_alloc(64, bytes));
+      if (p == nullptr) return nullptr;
+      data.reset(p);
       size = n;
     }
     return data.get();
@@ -290,10 +293,11 @@ void WriteC(const GemmArgs& g, int64_t i0, int64_t j0, int64_t rows, int64_t col
 }
 
 // Rows [r0, r1) of C, with B already packed at bp ([N/16 padded to even][chunks of K] pieces).
-void ComputeRows(const GemmArgs& g, const uint16_t* bp, int64_t r0, int64_t r1) {
+// bf16 per thread for its packed block of A.
+constexpr int64_t kABlockSize = kMBlock / 16 * kMaxKChunks * kPartTiles;
+
+void ComputeRows(const GemmArgs& g, const uint16_t* bp, uint16_t* ap, int64_t r0, int64_t r1) {
   UseAmxTiles(GemmTiles());
-  thread_local Bf16Buffer a_buffer;
-  uint16_t* ap = a_buffer.Get(kMBlock / 16 * kMaxKChunks * kPartTiles);
   alignas(64) float acc[32 * 32];
   const int64_t k_chunks = (g.k + kChunk - 1) / kChunk;
   const int64_t n_blocks = (g.n + 31) / 32;
@@ -366,8 +370,16 @@ absl::Status SplitBf16Gemm(ThreadPool* pool, const GemmArgs& g) {
   }
   const int64_t k_chunks = (g.k + kChunk - 1) / kChunk;
   const int64_t n16 = (g.n + 31) / 32 * 2;
-  thread_local Bf16Buffer b_buffer;
-  uint16_t* bp = b_buffer.Get(n16 * k_chunks * kPartTiles);
+  // One buffer of the calling thread: packed B, then each pool thread's block of A.
+  const int threads = pool == nullptr ? 1 : pool->num_threads();
+  const int64_t b_size = n16 * k_chunks * kPartTiles;
+  thread_local Bf16Buffer buffer;
+  uint16_t* bp = buffer.Get(b_size + threads * kABlockSize);
+  if (bp == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "gemm: split-bf16 cannot allocate ", 2 * (b_size + threads * kABlockSize),
+        " bytes of packed operands (M=", g.m, " N=", g.n, " K=", g.k, ")"));
+  }
   // The threads split B along its rows in memory: op(B)'s columns when B is transposed, else k.
   const int64_t split = g.trans_b ? n16 : k_chunks;
   auto pack_b = [&](int64_t s0, int64_t s1, int) {
@@ -383,7 +395,9 @@ absl::Status SplitBf16Gemm(ThreadPool* pool, const GemmArgs& g) {
       }
     });
   };
-  auto rows = [&](int64_t r0, int64_t r1, int) { ComputeRows(g, bp, r0, r1); };
+  auto rows = [&](int64_t r0, int64_t r1, int t) {
+    ComputeRows(g, bp, bp + b_size + t * kABlockSize, r0, r1);
+  };
   if (pool == nullptr || pool->num_threads() == 1) {
     pack_b(0, split, 0);
     rows(0, g.m, 0);
