@@ -77,13 +77,7 @@ void PackKeys(const AttentionBackwardArgs& a, const Layout& l, int64_t hk, int64
   float* kt = l.kt + hk * l.head_t;
   float* vt = l.vt + hk * l.head_t;
   for (int64_t s = s0; s < s1; ++s) {
-    float* dst = kp + s * l.dp;
-    if (s < a.t) {
-      std::memcpy(dst, a.k + (s * a.h_kv + hk) * a.d, a.d * sizeof(float));
-      std::fill(dst + a.d, dst + l.dp, 0.0f);
-    } else {
-      std::fill(dst, dst + l.dp, 0.0f);
-    }
+    CopyPadded(kp + s * l.dp, s < a.t ? a.k + (s * a.h_kv + hk) * a.d : nullptr, a.d, l.dp);
   }
   for (int64_t i = 0; i < l.dp; ++i) {
     for (int64_t s = s0; s < s1; ++s) {
@@ -99,8 +93,7 @@ void PackKeys(const AttentionBackwardArgs& a, const Layout& l, int64_t hk, int64
 void PackRows(const float* src, int64_t i0, int64_t rows, int64_t h, const AttentionBackwardArgs& a,
               int64_t dp, float* dst) {
   for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * dp, src + ((i0 + r) * a.h + h) * a.d, a.d * sizeof(float));
-    std::fill(dst + r * dp + a.d, dst + (r + 1) * dp, 0.0f);
+    CopyPadded(dst + r * dp, src + ((i0 + r) * a.h + h) * a.d, a.d, dp);
   }
 }
 

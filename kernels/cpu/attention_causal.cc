@@ -39,13 +39,7 @@ void PackHead(const AttentionArgs& a, const Layout& l, int64_t hk) {
   float* kt = l.kt + hk * l.dp * l.ld;
   float* vp = l.vp + hk * l.tp * l.dp;
   for (int64_t s = 0; s < l.tp; ++s) {
-    float* v = vp + s * l.dp;
-    if (s < a.t) {
-      std::memcpy(v, a.v + (s * a.h_kv + hk) * a.d, a.d * sizeof(float));
-      std::fill(v + a.d, v + l.dp, 0.0f);
-    } else {
-      std::fill(v, v + l.dp, 0.0f);
-    }
+    CopyPadded(vp + s * l.dp, s < a.t ? a.v + (s * a.h_kv + hk) * a.d : nullptr, a.d, l.dp);
   }
   for (int64_t i = 0; i < l.dp; ++i) {
     float* row = kt + i * l.ld;
@@ -65,8 +59,7 @@ void Item(const AttentionArgs& a, const Layout& l, int64_t qb, int64_t h, float*
   float* p = q + kQueryBlock * dp;
   float* o = p + kQueryBlock * ld;
   for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(q + r * dp, a.q + ((i0 + r) * a.h + h) * a.d, a.d * sizeof(float));
-    std::fill(q + r * dp + a.d, q + (r + 1) * dp, 0.0f);
+    CopyPadded(q + r * dp, a.q + ((i0 + r) * a.h + h) * a.d, a.d, dp);
   }
   SmallGemm({rows, np, dp, q, dp, 1, l.kt + hk * dp * ld, ld, p, ld, false});  // S = Q K^T
   for (int64_t r = 0; r < rows; ++r) {
