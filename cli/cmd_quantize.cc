@@ -69,8 +69,9 @@ Command QuantizeCommand() {
 Command MergeCommand() {
   Command c;
   c.spec = {"merge",
-            "Merge a LoRA adapter (llama.cpp adapter GGUF, or a PEFT directory with "
-            "adapter_config.json and adapter_model.safetensors) into its base model: "
+            "Merge a LoRA adapter (llama.cpp adapter GGUF, a PEFT directory with "
+            "adapter_config.json and adapter_model.safetensors, or a LoRA/QLoRA training "
+            "checkpoint ckpt-*.safetensors) into its base model: "
             "W + scale*B*A, written as an F32 or F16 GGUF.",
             {"BASE", "ADAPTER", "OUT"},
             {{"type", "T", "f32", "f32 or f16 (2-D tensors; norms stay F32)"}}};

@@ -22,6 +22,7 @@
 #include "kernels/quantize.h"
 #include "model/safetensors.h"
 #include "nlohmann/json.hpp"
+#include "train/checkpoint.h"
 #include "train/export.h"
 
 namespace anvil::train {
@@ -270,6 +271,61 @@ absl::StatusOr<LoraAdapters> ReadPeftAdapter(const std::string& dir, const GgufF
   return lora;
 }
 
+absl::StatusOr<LoraAdapters> ReadCheckpointAdapter(const std::string& path, const GgufFile& base) {
+  ANVIL_ASSIGN_OR_RETURN(Checkpoint ckpt, ReadCheckpoint(path));
+  auto meta = [&](const char* key) -> std::string {
+    auto it = ckpt.metadata.find(key);
+    return it == ckpt.metadata.end() ? std::string() : it->second;
+  };
+  const std::string method = meta("train.method");
+  if (method != "lora" && method != "qlora") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": a checkpoint of ", method.empty() ? "an unknown method" : method,
+        " training holds no LoRA adapters"));
+  }
+  LoraAdapters lora;
+  int64_t rank = 0;
+  const std::string rslora = meta("lora.rslora");
+  if (!absl::SimpleAtoi(meta("lora.rank"), &rank) ||
+      !absl::SimpleAtof(meta("lora.alpha"), &lora.config.alpha) ||
+      (rslora != "true" && rslora != "false")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": checkpoint metadata lora.rank, lora.alpha or lora.rslora is missing "
+                           "or malformed (checkpoints of anvil before 2026-11-27 lack them)"));
+  }
+  const std::string prefix = kCheckpointParamPrefix;
+  for (CheckpointTensor& ta : ckpt.tensors) {
+    if (!absl::StartsWith(ta.name, prefix) || !absl::EndsWith(ta.name, ".lora_a")) continue;
+    const std::string base_name = ta.name.substr(prefix.size(), ta.name.size() - prefix.size() - 7);
+    const auto parsed = ParseBaseName(base_name);
+    const CheckpointTensor* tb = ckpt.Find(prefix + base_name + ".lora_b");
+    if (!parsed || tb == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": tensor ", ta.name, !parsed ? " does not adapt a llama linear weight"
+                                              : " has no .lora_b"));
+    }
+    if (ta.shape.size() != 2 || tb->shape.size() != 2 || ta.shape[0] != tb->shape[1] ||
+        ta.shape[0] != rank) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": ", base_name, ": lora_a [", absl::StrJoin(ta.shape, "]["), "] and lora_b [",
+          absl::StrJoin(tb->shape, "]["), "] do not pair at lora.rank ", rank));
+    }
+    LoraPair p;
+    p.layer = parsed->first;
+    p.module = parsed->second;
+    p.rank = rank;
+    p.cols = ta.shape[1];
+    p.rows = tb->shape[0];
+    p.a = std::move(ta.data);  // [rank][cols]
+    p.b = tb->data;            // [rows][rank]
+    ANVIL_RETURN_IF_ERROR(CheckAgainstBase(p, base, path));
+    lora.pairs.push_back(std::move(p));
+  }
+  ANVIL_RETURN_IF_ERROR(Finish(lora, path));
+  lora.config.rslora = rslora == "true";
+  return lora;
+}
+
 absl::StatusOr<LoraAdapters> ReadAdapter(const std::string& path, const GgufFile& base) {
   std::error_code ec;
   const auto st = std::filesystem::status(path, ec);
@@ -277,6 +333,7 @@ absl::StatusOr<LoraAdapters> ReadAdapter(const std::string& path, const GgufFile
     return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
   }
   if (std::filesystem::is_directory(st)) return ReadPeftAdapter(path, base);
+  if (absl::EndsWith(path, ".safetensors")) return ReadCheckpointAdapter(path, base);
   return ReadLoraGguf(path, base);
 }
 

@@ -27,7 +27,15 @@ absl::StatusOr<LoraAdapters> ReadLoraGguf(const std::string& path, const gguf::G
 // ReadLoraGguf.
 absl::StatusOr<LoraAdapters> ReadPeftAdapter(const std::string& dir, const gguf::GgufFile& base);
 
-// A directory -> ReadPeftAdapter, a file -> ReadLoraGguf. NotFound when `path` does not exist.
+// The adapters in a LoRA/QLoRA training checkpoint (train/checkpoint.h; its checksum is
+// verified) made for `base`: tensors "param/<base tensor>.lora_a" [r][in] and ".lora_b"
+// [out][r], the scale from metadata lora.alpha and lora.rslora. FailedPrecondition for a
+// checkpoint of full fine-tuning or one without the LoRA metadata; else as ReadLoraGguf.
+absl::StatusOr<LoraAdapters> ReadCheckpointAdapter(const std::string& path,
+                                                   const gguf::GgufFile& base);
+
+// A directory -> ReadPeftAdapter, a ".safetensors" file -> ReadCheckpointAdapter, any other
+// file -> ReadLoraGguf. NotFound when `path` does not exist.
 absl::StatusOr<LoraAdapters> ReadAdapter(const std::string& path, const gguf::GgufFile& base);
 
 }  // namespace anvil::train

@@ -30,6 +30,8 @@ inline constexpr char kCheckpointFormat[] = "anvil-checkpoint-v1";
 inline constexpr char kCheckpointFormatKey[] = "anvil.format";
 inline constexpr char kCheckpointStepKey[] = "anvil.step";
 inline constexpr char kCheckpointSha256Key[] = "anvil.sha256";
+// The trainer stores parameter <name> as tensor kCheckpointParamPrefix + <name>.
+inline constexpr char kCheckpointParamPrefix[] = "param/";
 
 struct CheckpointTensor {
   std::string name;

@@ -14,6 +14,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "kernels/core/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "train/checkpoint.h"
@@ -22,7 +23,7 @@
 namespace anvil::train {
 namespace {
 
-constexpr char kParam[] = "param/";
+constexpr const char* kParam = kCheckpointParamPrefix;
 constexpr char kMoment1[] = "adam_m/";
 constexpr char kMoment2[] = "adam_v/";
 
@@ -68,6 +69,11 @@ absl::Status FinetuneRun::SaveCheckpoint(int64_t step) {
       {"adam.step", absl::StrCat(optimizer_->step())},
       {"model", recipe_.model},
   };
+  if (recipe_.method != TrainMethod::kFull) {  // what `anvil merge` needs to use the checkpoint
+    meta["lora.rank"] = absl::StrCat(recipe_.lora.rank);
+    meta["lora.alpha"] = absl::StrFormat("%.9g", recipe_.lora.alpha);  // round-trips a float
+    meta["lora.rslora"] = recipe_.lora.rslora ? "true" : "false";
+  }
   const std::string dir = CheckpointDir();
   ANVIL_RETURN_IF_ERROR(WriteCheckpoint(dir, step, refs, meta).status());
   if (recipe_.checkpoint.keep > 0) {

@@ -1,6 +1,8 @@
 // RunFinetune end to end on the tiny model: a DPO run with LoRA writes TRL's metrics and an eval
 // reward accuracy; a full fine-tuning SFT run with packing and gradient checkpointing exports a
-// merged GGUF that loads; and a recipe whose loss does not fit its data is refused up front.
+// merged GGUF that loads; a LoRA checkpoint reads back (for `anvil merge`) as the adapters the run
+// exports, a full one is refused as an adapter; and a recipe whose loss does not fit its data is
+// refused up front.
 #include <unistd.h>
 
 #include <cmath>
@@ -14,6 +16,9 @@
 #include "model/llama_model.h"
 #include "model/tiny_model.h"
 #include "tests/testing/status_matchers.h"
+#include "model/gguf.h"
+#include "model/lora.h"
+#include "train/adapter_read.h"
 #include "train/recipe.h"
 #include "train/trainer.h"
 
@@ -91,6 +96,48 @@ output: {dir: out, merged: f16}
   EXPECT_EQ(r->losses.size(), 2u);
   auto m = LlamaModel::Load(dir + "/out/merged-f16.gguf");
   EXPECT_THAT(m.status(), IsOk());
+  // `anvil merge` refuses its checkpoint: there are no adapters in it.
+  ANVIL_ASSERT_OK_AND_ASSIGN(auto base, gguf::GgufFile::Open(dir + "/tiny.gguf"));
+  EXPECT_THAT(train::ReadAdapter(dir + "/out/checkpoints/ckpt-00000002.safetensors", *base),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("a checkpoint of full training holds no LoRA adapters")));
+}
+
+TEST(TrainerTest, LoraCheckpointHoldsTheAdaptersTheRunExports) {
+  const std::string dir = Dir("ckpt");
+  auto r = RunRecipe(dir, R"(model: tiny.gguf
+method: lora
+loss: sft
+data: {train: chat.jsonl, max_length: 64}
+lora: {rank: 4, alpha: 12.5, rslora: true, targets: [q, k, down]}
+optim: {lr: 0.01}
+train: {steps: 3, micro_batch: 2}
+checkpoint: {every: 2, keep: 0}
+output: {dir: out, adapter: [peft]}
+)");
+  ASSERT_THAT(r.status(), IsOk());
+  ANVIL_ASSERT_OK_AND_ASSIGN(auto base, gguf::GgufFile::Open(dir + "/tiny.gguf"));
+  ANVIL_ASSERT_OK_AND_ASSIGN(
+      const LoraAdapters got,
+      train::ReadAdapter(dir + "/out/checkpoints/ckpt-00000003.safetensors", *base));
+  ANVIL_ASSERT_OK_AND_ASSIGN(const LoraAdapters want,
+                             train::ReadAdapter(dir + "/out/adapter", *base));
+  EXPECT_EQ(got.config.rank, 4);
+  EXPECT_EQ(got.config.alpha, 12.5f);
+  EXPECT_TRUE(got.config.rslora);
+  EXPECT_EQ(got.config.targets, want.config.targets);
+  ASSERT_EQ(got.pairs.size(), 6u);  // 3 modules x 2 layers
+  ASSERT_EQ(want.pairs.size(), 6u);
+  for (size_t i = 0; i < got.pairs.size(); ++i) {
+    EXPECT_EQ(got.pairs[i].BaseName(), want.pairs[i].BaseName());
+    EXPECT_EQ(got.pairs[i].a, want.pairs[i].a);
+    EXPECT_EQ(got.pairs[i].b, want.pairs[i].b);
+  }
+  // The step-2 checkpoint holds earlier adapters: not the exported ones.
+  ANVIL_ASSERT_OK_AND_ASSIGN(
+      const LoraAdapters step2,
+      train::ReadAdapter(dir + "/out/checkpoints/ckpt-00000002.safetensors", *base));
+  EXPECT_NE(step2.pairs[0].b, want.pairs[0].b);
 }
 
 TEST(TrainerTest, LossThatDoesNotFitTheDataIsRefused) {
