@@ -93,8 +93,18 @@ bool Later(const Candidate& a, const Candidate& b) {
 
 }  // namespace
 
-void BpeModel::EncodePiece(std::string_view piece, bool ignore_merges,
-                           std::vector<int32_t>* out) const {
+bool MergeDropout::Drop() {
+  state += 0x9E3779B97F4A7C15ull;
+  uint64_t z = state;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53 < p;
+}
+
+void BpeModel::EncodePiece(std::string_view piece, bool ignore_merges, std::vector<int32_t>* out,
+                           MergeDropout* dropout) const {
+  if (dropout != nullptr && dropout->p <= 0.0) dropout = nullptr;
   if (piece.empty()) return;
   const auto* bytes = reinterpret_cast<const uint8_t*>(piece.data());
   auto encoded = [&](uint32_t begin, uint32_t end) {
@@ -102,7 +112,7 @@ void BpeModel::EncodePiece(std::string_view piece, bool ignore_merges,
     for (uint32_t i = begin; i < end; ++i) s += ByteToUnicodeUtf8(bytes[i]);
     return s;
   };
-  if (ignore_merges) {
+  if (ignore_merges && dropout == nullptr) {
     if (int32_t id = Find(encoded(0, static_cast<uint32_t>(piece.size()))); id >= 0) {
       out->push_back(id);
       return;
@@ -127,6 +137,7 @@ void BpeModel::EncodePiece(std::string_view piece, bool ignore_merges,
     std::push_heap(heap.begin(), heap.end(), Later);
   };
   for (int32_t i = 0; i + 1 < n; ++i) try_push(i, i + 1);
+  std::vector<Candidate> skipped;
 
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), Later);
@@ -139,6 +150,17 @@ void BpeModel::EncodePiece(std::string_view piece, bool ignore_merges,
         right.id != c.right_id || left.next != c.right) {
       continue;
     }
+    // A dropped merge waits until some other merge happens, then competes again (as Hugging
+    // Face tokenizers' BPE does); when every remaining merge is dropped, merging ends.
+    if (dropout != nullptr && dropout->Drop()) {
+      skipped.push_back(c);
+      continue;
+    }
+    for (const Candidate& k : skipped) {
+      heap.push_back(k);
+      std::push_heap(heap.begin(), heap.end(), Later);
+    }
+    skipped.clear();
     left.id = c.result;
     left.end = right.end;
     left.next = right.next;

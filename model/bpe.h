@@ -17,6 +17,16 @@
 
 namespace anvil {
 
+// BPE-dropout (Provilkov et al., 2020): while merging, each merge whose turn has come is skipped
+// with probability p, so a word comes out in one of its finer segmentations (every piece is
+// still a token of the vocabulary). A training-time regularizer; inference never uses it.
+// The draws come from `state` (SplitMix64), so a seed gives the same segmentations every time.
+struct MergeDropout {
+  double p = 0.0;        // in [0, 1)
+  uint64_t state = 0;    // advanced by every draw
+  bool Drop();
+};
+
 class BpeModel {
  public:
   // `tokens`: id -> text; `merges`: "left right" (split at the first space at index >= 1),
@@ -26,7 +36,9 @@ class BpeModel {
 
   // Appends the token ids of `piece` (raw UTF-8 bytes, not yet byte-to-unicode encoded).
   // ignore_merges: if the whole encoded piece is a token, emit it without merging.
-  void EncodePiece(std::string_view piece, bool ignore_merges, std::vector<int32_t>* out) const;
+  // dropout: nullptr (or p = 0) for the deterministic segmentation.
+  void EncodePiece(std::string_view piece, bool ignore_merges, std::vector<int32_t>* out,
+                   MergeDropout* dropout = nullptr) const;
 
   // Token id of an exact vocabulary text, or -1.
   int32_t Find(std::string_view text) const;

@@ -155,6 +155,11 @@ std::vector<Fragment> Tokenizer::Impl::Partition(std::string_view text,
 
 std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,
                                        bool parse_special) const {
+  return Encode(text, add_special, parse_special, nullptr);
+}
+
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,
+                                       bool parse_special, MergeDropout* dropout) const {
   const Impl& im = *impl_;
   std::vector<int32_t> out;
   if (add_special && im.vocab.add_bos) out.push_back(im.vocab.bos_id);
@@ -168,7 +173,7 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,
       }
       pieces.clear();
       PreTokenize(im.pre, text.substr(f.begin, f.size), &pieces);
-      for (const std::string& piece : pieces) im.bpe->EncodePiece(piece, ignore_merges, &out);
+      for (const std::string& piece : pieces) im.bpe->EncodePiece(piece, ignore_merges, &out, dropout);
     }
   }
   if (add_special && im.vocab.add_eos) out.push_back(im.vocab.eos_id);

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "model/bpe.h"
 #include "model/gguf.h"
 
 namespace anvil {
@@ -58,6 +59,10 @@ class Tokenizer {
   // parse_special: split out control tokens such as <|im_start|> written in the text
   // (user-defined tokens are always split out), as llama_tokenize does.
   std::vector<int32_t> Encode(std::string_view text, bool add_special, bool parse_special) const;
+  // The same with BPE-dropout (model/bpe.h) on the normal text; control and user-defined tokens
+  // are never split. For training data only: inference uses the deterministic Encode.
+  std::vector<int32_t> Encode(std::string_view text, bool add_special, bool parse_special,
+                              MergeDropout* dropout) const;
 
   // The bytes of one token. Control tokens give their text only when `special` is true.
   std::string TokenToPiece(int32_t id, bool special = true) const;

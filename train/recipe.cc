@@ -37,10 +37,15 @@ bool ReadData(Section& top, Errors* errors, Recipe* r) {
   data.Bool("packing", &r->data.packing);
   data.Bool("shuffle", &r->data.shuffle);
   data.Seed("seed", &r->data.seed);
+  data.Number("bpe_dropout", &r->data.bpe_dropout, kUnitOpen);
   data.Finish();
   if (!data.Has("train")) errors->Add(nullptr, "data.train", "missing (a JSONL file)");
   if (r->loss == LossKind::kDpo && r->data.packing) {
     errors->Add(data.KeyNode("packing"), "data.packing", "not supported with loss dpo");
+  }
+  if (r->loss == LossKind::kDpo && data.Has("bpe_dropout")) {
+    errors->Add(data.KeyNode("bpe_dropout"), "data.bpe_dropout",
+                "not supported with loss dpo (chosen and rejected must share the prompt tokens)");
   }
   return data.Has("seed");
 }

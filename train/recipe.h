@@ -34,6 +34,9 @@ struct DataSection {
   bool packing = false;
   bool shuffle = true;
   uint64_t seed = 42;       // default: train.seed
+  // BPE-dropout probability for the training examples (SFT and LM losses): each example is
+  // tokenized once in a segmentation drawn from data.seed; eval data is never dropped out.
+  double bpe_dropout = 0.0;
 };
 
 struct DpoSection {

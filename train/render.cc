@@ -101,8 +101,8 @@ std::string RenderStats::Summary() const {
       records, examples, truncated, dropped_no_target, tokens, trained_tokens);
 }
 
-absl::StatusOr<SequenceExample> ChatRenderer::Render(const ChatRecord& record,
-                                                     LossMask mask) const {
+absl::StatusOr<SequenceExample> ChatRenderer::Render(const ChatRecord& record, LossMask mask,
+                                                     MergeDropout* dropout) const {
   const absl::Span<const ChatMessage> messages(record.messages);
   ANVIL_ASSIGN_OR_RETURN(const std::string full, template_.Render(messages, false));
   std::vector<ByteRange> ranges;
@@ -114,30 +114,35 @@ absl::StatusOr<SequenceExample> ChatRenderer::Render(const ChatRecord& record,
   SequenceExample ex;
   ex.source_line = record.line;
   std::vector<bool> trained;
-  auto add = [&](size_t begin, size_t end, bool is_trained) {
-    if (end <= begin) return;
-    for (const int32_t id :
-         tokenizer_.Encode(std::string_view(full).substr(begin, end - begin), false, true)) {
-      ex.tokens.push_back(id);
-      trained.push_back(is_trained);
+  const bool all = mask == LossMask::kAllTokens;
+  auto tokenize = [&](MergeDropout* d) {
+    ex.tokens.clear();
+    trained.clear();
+    auto add = [&](size_t begin, size_t end, bool is_trained) {
+      if (end <= begin) return;
+      for (const int32_t id :
+           tokenizer_.Encode(std::string_view(full).substr(begin, end - begin), false, true, d)) {
+        ex.tokens.push_back(id);
+        trained.push_back(is_trained);
+      }
+    };
+    if (tokenizer_.add_bos()) {
+      ex.tokens.push_back(tokenizer_.bos_id());
+      trained.push_back(all);
+    }
+    size_t at = 0;
+    for (const ByteRange& r : ranges) {
+      add(at, r.begin, all);
+      add(r.begin, r.end, true);
+      at = r.end;
+    }
+    add(at, full.size(), all);
+    if (tokenizer_.vocab().add_eos) {
+      ex.tokens.push_back(tokenizer_.eos_id());
+      trained.push_back(all);
     }
   };
-  const bool all = mask == LossMask::kAllTokens;
-  if (tokenizer_.add_bos()) {
-    ex.tokens.push_back(tokenizer_.bos_id());
-    trained.push_back(all);
-  }
-  size_t at = 0;
-  for (const ByteRange& r : ranges) {
-    add(at, r.begin, all);
-    add(r.begin, r.end, true);
-    at = r.end;
-  }
-  add(at, full.size(), all);
-  if (tokenizer_.vocab().add_eos) {
-    ex.tokens.push_back(tokenizer_.eos_id());
-    trained.push_back(all);
-  }
+  tokenize(nullptr);
 
   // Never train on a tokenization that inference would not produce.
   const std::vector<int32_t> reference = tokenizer_.Encode(full, true, true);
@@ -155,6 +160,7 @@ absl::StatusOr<SequenceExample> ChatRenderer::Render(const ChatRecord& record,
         "); a token would straddle the start or end of an answer (e.g. an answer that starts "
         "with whitespace)"));
   }
+  if (dropout != nullptr && dropout->p > 0.0) tokenize(dropout);
 
   const size_t n = ex.tokens.size();
   ex.targets.assign(n, -1);
@@ -220,7 +226,10 @@ absl::StatusOr<std::vector<SequenceExample>> RenderSftDataset(const Dataset& dat
   std::vector<SequenceExample> out;
   for (const ChatRecord& r : data.chats) {
     ++s.records;
-    absl::StatusOr<SequenceExample> e = renderer.Render(r, options.mask);
+    // One stream per record, so a record's tokens do not depend on the records before it.
+    MergeDropout dropout{options.bpe_dropout,
+                         options.dropout_seed ^ (static_cast<uint64_t>(r.line) * 0xD1B54A32D192ED03ull)};
+    absl::StatusOr<SequenceExample> e = renderer.Render(r, options.mask, &dropout);
     if (!e.ok()) {
       errors.Add(r.line, e.status().message());
       continue;

@@ -34,6 +34,11 @@ enum class LossMask {
 struct RenderOptions {
   LossMask mask = LossMask::kCompletion;
   int64_t max_length = 512;  // tokens per sequence; longer ones keep their start
+  // BPE-dropout (model/bpe.h) for SFT/LM training data: each example is tokenized once, in a
+  // segmentation drawn from (dropout_seed, its line number), so a run and its resume see the
+  // same tokens. 0 = the tokens inference uses.
+  double bpe_dropout = 0.0;
+  uint64_t dropout_seed = 0;
 };
 
 // What rendering a dataset did; nothing is dropped without being counted here.
@@ -56,7 +61,10 @@ class ChatRenderer {
   // The whole record, untruncated; source_line = record.line. InvalidArgument when the template
   // cannot express the conversation, or when tokenizing segment by segment would not give the
   // tokens inference gives for the full text (the message quotes the first differing token).
-  absl::StatusOr<SequenceExample> Render(const ChatRecord& record, LossMask mask) const;
+  // With `dropout`, the same checks on the deterministic tokens, then the text of each segment
+  // (between answer boundaries and control tokens) re-tokenized with BPE-dropout.
+  absl::StatusOr<SequenceExample> Render(const ChatRecord& record, LossMask mask,
+                                         MergeDropout* dropout = nullptr) const;
   // Chosen and rejected continue the same prompt tokens; targets cover the answers only.
   absl::StatusOr<PreferenceExample> Render(const PreferenceRecord& record) const;
 

@@ -90,6 +90,8 @@ absl::Status FinetuneRun::Load() {
   RenderOptions ro;
   ro.mask = recipe_.loss == LossKind::kLm ? LossMask::kAllTokens : LossMask::kCompletion;
   ro.max_length = recipe_.data.max_length;
+  ro.bpe_dropout = recipe_.data.bpe_dropout;
+  ro.dropout_seed = recipe_.data.seed;
   RenderStats stats;
   const bool dpo = recipe_.loss == LossKind::kDpo;
   if (dpo != (data.kind == DatasetKind::kPreference)) {

@@ -99,6 +99,37 @@ TEST(BpeTest, IgnoreMergesTakesWholePiecesOnlyForLlama3) {
   EXPECT_EQ(gpt2->Encode("qqq", false, false), (Ids{'q', 'q', 'q'}));
 }
 
+TEST(BpeTest, DropoutSkipsMergesAndKeepsTheText) {
+  VocabData v = ByteVocab();
+  const int32_t ab = AddToken(&v, "ab");
+  const int32_t abc = AddToken(&v, "abc");
+  const int32_t ctl = AddToken(&v, "<c>", TokenType::kControl);
+  v.merges = {"a b", "ab c"};
+  auto tok = MustCreate(v);
+  ASSERT_NE(tok, nullptr);
+  MergeDropout off{0.0, 1};
+  EXPECT_EQ(tok->Encode("abc", false, false, &off), (Ids{abc}));
+  // (a,b) dropped: nothing else can merge, so merging ends with bytes (probability p); else
+  // (ab,c) dropped (p(1-p)); else the whole word.
+  int whole = 0, pair = 0, bytes = 0;
+  for (uint64_t seed = 0; seed < 1000; ++seed) {
+    MergeDropout d{0.5, seed};
+    const Ids got = tok->Encode("abc", false, false, &d);
+    whole += got == Ids{abc};
+    pair += got == Ids{ab, 'c'};
+    bytes += got == Ids{'a', 'b', 'c'};
+    MergeDropout again{0.5, seed};
+    EXPECT_EQ(tok->Encode("abc", false, false, &again), got);  // the seed decides
+  }
+  EXPECT_EQ(whole + pair + bytes, 1000);
+  EXPECT_NEAR(bytes, 500, 60);
+  EXPECT_NEAR(pair, 250, 60);
+  EXPECT_NEAR(whole, 250, 60);
+  // Control tokens are never split; the text around them is.
+  MergeDropout all{0.999999, 3};
+  EXPECT_EQ(tok->Encode("ab<c>abc", false, true, &all), (Ids{'a', 'b', ctl, 'a', 'b', 'c'}));
+}
+
 TEST(SpecialTokenTest, ControlTokensSplitOnlyWithParseSpecial) {
   VocabData v = ByteVocab();
   const int32_t im_start = AddToken(&v, "<|im_start|>", TokenType::kControl);
@@ -277,6 +308,18 @@ TEST_F(SmolLM2TokenizerTest, MatchesLlamaCppOnTheFixture) {
     }
     EXPECT_EQ(tok_->Decode(want), text) << "decoding the ids of \"" << text << "\"";
   }
+}
+
+TEST_F(SmolLM2TokenizerTest, DropoutGivesFinerTokensOfTheSameText) {
+  const std::string text = testing::ReadFileOrDie("/usr/share/common-licenses/GPL-3").substr(0, 20000);
+  const Ids canonical = tok_->Encode(text, false, false);
+  MergeDropout d{0.1, 42};
+  const Ids dropped = tok_->Encode(text, false, false, &d);
+  EXPECT_EQ(tok_->Decode(dropped), text);
+  // About a fifth more tokens at p = 0.1, and far fewer than bytes.
+  EXPECT_GT(dropped.size(), canonical.size() * 11 / 10);
+  EXPECT_LT(dropped.size(), canonical.size() * 2);
+  for (int32_t id : dropped) ASSERT_EQ(tok_->Type(id), TokenType::kNormal) << id;
 }
 
 TEST_F(SmolLM2TokenizerTest, GplTextRoundTripsAndTime) {

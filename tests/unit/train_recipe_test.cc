@@ -78,6 +78,14 @@ TEST(RecipeTest, MinimalRecipeGetsTheDefaults) {
   EXPECT_EQ(TotalSteps(r, 0), 1);
 }
 
+TEST(RecipeTest, BpeDropoutIsReadForSft) {
+  ANVIL_ASSERT_OK_AND_ASSIGN(
+      const Recipe r,
+      ParseRecipe("model: m\nmethod: lora\ndata: {train: t, bpe_dropout: 0.1}\noutput: {dir: o}\n",
+                  "r.yaml", ""));
+  EXPECT_DOUBLE_EQ(r.data.bpe_dropout, 0.1);
+}
+
 TEST(RecipeTest, EveryFieldIsRead) {
   const std::string yaml = R"(
 model: /abs/m.gguf
@@ -200,6 +208,10 @@ TEST(RecipeTest, MalformedRecipesNameTheFieldAndLine) {
        "data.packing: expected true or false, got \"1\""},
       {"model: m\nmethod: lora\nloss: dpo\ndata: {train: t, packing: true}\noutput: {dir: o}\n",
        "data.packing: not supported with loss dpo"},
+      {"model: m\nmethod: lora\ndata: {train: t, bpe_dropout: 1}\noutput: {dir: o}\n",
+       "data.bpe_dropout: must be in [0, 1), got 1"},
+      {"model: m\nmethod: lora\nloss: dpo\ndata: {train: t, bpe_dropout: 0.1}\noutput: {dir: o}\n",
+       "data.bpe_dropout: not supported with loss dpo"},
       {base + "dpo:\n  beta: 0.1\n", "r.yaml:7:1: dpo: only for loss dpo"},
       {base + "method: full\n", "method: given twice"},
       {"model: m\nmethod: full\ndata: {train: t}\noutput: {dir: o}\nlora: {rank: 4}\n",

@@ -359,6 +359,30 @@ TEST(SmolLM2RenderTest, DefaultSystemPromptIsContextAndAnswerIsTrained) {
                           "You are welcome.<|im_end|>"));
 }
 
+TEST(SmolLM2RenderTest, BpeDropoutResegmentsButTrainsTheSameText) {
+  const SmolLM2* m = LoadSmolLM2();
+  if (m == nullptr) GTEST_SKIP() << "model not found: " << testing::Q41ModelPath();
+  ASSERT_TRUE(m->tmpl.has_value());
+  const ChatRenderer r(*m->tok, *m->tmpl);
+  const std::string answer = "{\"people\": [\"Valentina\"], \"places\": [\"Manila\", \"Beijing\"]}";
+  const ChatRecord chat =
+      Chat({{"user", "Extract the people and places.\n\nValentina flew from Manila to Beijing."},
+            {"assistant", answer}});
+  ANVIL_ASSERT_OK_AND_ASSIGN(const SequenceExample plain, r.Render(chat, LossMask::kCompletion));
+  MergeDropout off{0.0, 5};
+  ANVIL_ASSERT_OK_AND_ASSIGN(const SequenceExample same,
+                             r.Render(chat, LossMask::kCompletion, &off));
+  EXPECT_EQ(same.tokens, plain.tokens);
+  MergeDropout d{0.3, 5};
+  ANVIL_ASSERT_OK_AND_ASSIGN(const SequenceExample e, r.Render(chat, LossMask::kCompletion, &d));
+  EXPECT_GT(e.tokens.size(), plain.tokens.size());
+  EXPECT_EQ(m->tok->Decode(e.tokens), m->tok->Decode(plain.tokens));
+  EXPECT_THAT(TrainedText(*m->tok, e), ElementsAre(answer + "<|im_end|>"));
+  // The chat's control tokens stay whole.
+  EXPECT_EQ(std::count(e.tokens.begin(), e.tokens.end(), m->tok->bos_id()),
+            std::count(plain.tokens.begin(), plain.tokens.end(), m->tok->bos_id()));
+}
+
 // --- scripts/data/make_ner.py ---------------------------------------------------------------
 
 std::vector<std::string> Lines(const std::string& path) {
