@@ -173,7 +173,9 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special,
       }
       pieces.clear();
       PreTokenize(im.pre, text.substr(f.begin, f.size), &pieces);
-      for (const std::string& piece : pieces) im.bpe->EncodePiece(piece, ignore_merges, &out, dropout);
+      for (const std::string& piece : pieces) {
+        im.bpe->EncodePiece(piece, ignore_merges, &out, dropout);
+      }
     }
   }
   if (add_special && im.vocab.add_eos) out.push_back(im.vocab.eos_id);

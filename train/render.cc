@@ -227,8 +227,8 @@ absl::StatusOr<std::vector<SequenceExample>> RenderSftDataset(const Dataset& dat
   for (const ChatRecord& r : data.chats) {
     ++s.records;
     // One stream per record, so a record's tokens do not depend on the records before it.
-    MergeDropout dropout{options.bpe_dropout,
-                         options.dropout_seed ^ (static_cast<uint64_t>(r.line) * 0xD1B54A32D192ED03ull)};
+    const uint64_t line_hash = static_cast<uint64_t>(r.line) * 0xD1B54A32D192ED03ull;
+    MergeDropout dropout{options.bpe_dropout, options.dropout_seed ^ line_hash};
     absl::StatusOr<SequenceExample> e = renderer.Render(r, options.mask, &dropout);
     if (!e.ok()) {
       errors.Add(r.line, e.status().message());

@@ -311,7 +311,8 @@ TEST_F(SmolLM2TokenizerTest, MatchesLlamaCppOnTheFixture) {
 }
 
 TEST_F(SmolLM2TokenizerTest, DropoutGivesFinerTokensOfTheSameText) {
-  const std::string text = testing::ReadFileOrDie("/usr/share/common-licenses/GPL-3").substr(0, 20000);
+  const std::string text =
+      testing::ReadFileOrDie("/usr/share/common-licenses/GPL-3").substr(0, 20000);
   const Ids canonical = tok_->Encode(text, false, false);
   MergeDropout d{0.1, 42};
   const Ids dropped = tok_->Encode(text, false, false, &d);
