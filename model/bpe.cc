@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "model/byte_unicode.h"
+#include "model/splitmix64.h"
 
 namespace anvil {
 namespace {
@@ -93,14 +94,7 @@ bool Later(const Candidate& a, const Candidate& b) {
 
 }  // namespace
 
-bool MergeDropout::Drop() {
-  state += 0x9E3779B97F4A7C15ull;
-  uint64_t z = state;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53 < p;
-}
+bool MergeDropout::Drop() { return UnitInterval(SplitMix64Next(&state)) < p; }
 
 void BpeModel::EncodePiece(std::string_view piece, bool ignore_merges, std::vector<int32_t>* out,
                            MergeDropout* dropout) const {

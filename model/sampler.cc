@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "model/splitmix64.h"
 
 namespace anvil {
 
@@ -41,13 +42,7 @@ void Sampler::Accept(int32_t token) {
   while (static_cast<int32_t>(recent_.size()) > p_.repeat_last_n) recent_.pop_front();
 }
 
-double Sampler::NextUniform() {
-  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53;
-}
+double Sampler::NextUniform() { return UnitInterval(SplitMix64Next(&state_)); }
 
 int32_t Sampler::Argmax(const float* logits, int64_t n_vocab) {
   // The first index of the largest value (NaNs never win; a NaN at index 0 makes it 0), as a

@@ -13,6 +13,7 @@
 #include "kernels/core/status_macros.h"
 #include "kernels/quantize.h"
 #include "model/byte_unicode.h"
+#include "model/splitmix64.h"
 
 namespace anvil {
 
@@ -55,13 +56,6 @@ std::string ByteLevel(std::string_view raw) {
   return out;
 }
 
-uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 uint64_t Fnv1a(std::string_view s) {
   uint64_t h = 0xCBF29CE484222325ull;
   for (char c : s) {
@@ -80,7 +74,7 @@ std::vector<float> RandomValues(uint64_t seed, const std::string& name, int64_t 
   uint64_t state = seed ^ Fnv1a(name);
   std::vector<float> v(n);
   for (int64_t i = 0; i < n; ++i) {
-    const float u = static_cast<float>(SplitMix64(&state) >> 40) * 0x1p-24f - 0.5f;
+    const float u = static_cast<float>(SplitMix64Next(&state) >> 40) * 0x1p-24f - 0.5f;
     v[i] = std::fma(scale, u, offset);
   }
   return v;

@@ -6,15 +6,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "model/splitmix64.h"
 
 namespace anvil::train {
 
-uint64_t SplitMix64::Next() {
-  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+uint64_t SplitMix64::Next() { return SplitMix64Next(&state_); }
 
 uint64_t SplitMix64::Below(uint64_t n) {
   // Reject the lowest (2^64 mod n) values so that every residue is equally likely.
